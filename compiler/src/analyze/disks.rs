@@ -1,0 +1,494 @@
+//! The disk graph: resolve each disk's partition layout and check it against
+//! the disk and its partition table's limits.
+//!
+//! Offsets are resolved in plan order: a partition without `start` is packed
+//! after the previous one on a 1 MiB boundary (an MBR logical partition also
+//! leaves room for its EBR). `rest` runs to the last usable sector of the
+//! smallest disk the plan fits; the runtime stretches it to the real target.
+
+use crate::compiled::{CDisk, CPartition};
+use crate::diagnostic::{codes, Diagnostic};
+use crate::model::{Disk, PartSize, Plan, TableKind};
+use crate::size::{human_bytes, MIB};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Where partitions may live on a disk of `total` bytes, as [first, end).
+pub fn usable_range(table: TableKind, sector_size: u64, total: u64) -> (u64, u64) {
+    match table {
+        TableKind::Mbr => (sector_size, total),
+        TableKind::Gpt => {
+            // Protective MBR + header + 128 entries of 128 bytes at the
+            // front; entries + header at the back.
+            let entries = (128 * 128_u64).div_ceil(sector_size) * sector_size;
+            (2 * sector_size + entries, total.saturating_sub(sector_size + entries))
+        }
+    }
+}
+
+pub fn align_up(v: u64, to: u64) -> Option<u64> {
+    v.checked_next_multiple_of(to)
+}
+
+pub fn check(plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec<CDisk> {
+    super::unique_ids(
+        plan.disks.iter().enumerate().map(|(i, d)| (d.id.as_str(), format!("/disks/{i}/id"))),
+        codes::DUPLICATE_ID,
+        "disk",
+        diags,
+    );
+    let disks: Vec<CDisk> = plan
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| resolve_disk(plan, d, i, diags))
+        .collect();
+    check_guids(plan, diags);
+    if !plan.disks.is_empty() && !plan.disks.iter().any(|d| d.critical) {
+        diags.push(
+            Diagnostic::warning(codes::NO_CRITICAL_DISK, "/disks", "no disk is marked critical")
+                .help("ASR must restore at least the disks needed to start the computer: mark them `critical: true`"),
+        );
+    }
+    disks
+}
+
+fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>) -> CDisk {
+    let dp = format!("/disks/{i}");
+    let ss = u64::from(disk.sector_size);
+    let total = disk.size.bytes(ss).unwrap_or(u64::MAX);
+    let mut out = CDisk {
+        id: disk.id.clone(),
+        critical: disk.critical,
+        table: disk.table,
+        signature: None,
+        guid: None,
+        sector_size: disk.sector_size,
+        min_size: total,
+        partitions: Vec::new(),
+    };
+    resolve_identity(plan, disk, &dp, &mut out, diags);
+    if disk.sector_size != 512 && disk.sector_size != 4096 {
+        diags.push(Diagnostic::error(codes::SECTOR_SIZE, format!("{dp}/sector_size"), "sector size must be 512 or 4096"));
+        return out;
+    }
+    if total % ss != 0 {
+        diags.push(
+            Diagnostic::error(
+                codes::MISALIGNED,
+                format!("{dp}/size"),
+                format!("disk size {total} is not a whole number of {ss}-byte sectors"),
+            )
+            .help(format!("use {}", human_bytes(total / ss * ss))),
+        );
+    }
+    if disk.table == TableKind::Mbr && total / ss > u64::from(u32::MAX) + 1 {
+        diags.push(
+            Diagnostic::error(
+                codes::MBR_TOO_LARGE,
+                format!("{dp}/size"),
+                format!("an MBR table addresses at most {} with {ss}-byte sectors", human_bytes(ss << 32)),
+            )
+            .help("use `table: gpt` for disks larger than 2 TiB"),
+        );
+    }
+    let (first, end) = usable_range(disk.table, ss, total / ss * ss);
+    if end <= first {
+        diags.push(Diagnostic::error(
+            codes::GPT_HEADER_ROOM,
+            format!("{dp}/size"),
+            format!("a {} disk has no room for partitions: both GPT headers need {}", human_bytes(total), human_bytes(2 * first)),
+        ));
+        return out;
+    }
+    resolve_partitions(disk, &dp, first, end, &mut out, diags);
+    check_overlaps(&dp, &out, diags);
+    match disk.table {
+        TableKind::Mbr => check_mbr(&dp, &out, diags),
+        TableKind::Gpt if disk.partitions.len() > 128 => diags.push(
+            Diagnostic::error(
+                codes::GPT_ENTRIES,
+                format!("{dp}/partitions/128"),
+                format!("{} partitions; a GPT table holds 128", disk.partitions.len()),
+            )
+            .help("split the partitions over more disks"),
+        ),
+        TableKind::Gpt => {}
+    }
+    out
+}
+
+/// Signature (MBR) or GUID (GPT); derived from the plan when absent so that
+/// applying the same plan twice writes the same bytes.
+fn resolve_identity(plan: &Plan, disk: &Disk, dp: &str, out: &mut CDisk, diags: &mut Vec<Diagnostic>) {
+    match disk.table {
+        TableKind::Mbr => {
+            if disk.guid.is_some() {
+                diags.push(
+                    Diagnostic::error(codes::DISK_IDENTITY, format!("{dp}/guid"), "an MBR disk has a signature, not a GUID")
+                        .help("use `signature: \"0x…\"`, or `table: gpt`"),
+                );
+            }
+            out.signature = Some(match &disk.signature {
+                Some(s) => u32::from_str_radix(s.trim_start_matches("0x").trim_start_matches("0X"), 16).unwrap_or(0),
+                None => {
+                    let h = stable_hash(&[&plan.name, &disk.id, "signature"]);
+                    u32::from_le_bytes([h[0], h[1], h[2], h[3]])
+                }
+            });
+            if out.signature == Some(0) {
+                diags.push(
+                    Diagnostic::warning(codes::DISK_IDENTITY, format!("{dp}/signature"), "disk signature 0 means \"no signature\" to Windows")
+                        .help("ASR recreates the original signature: copy it from the backup"),
+                );
+            }
+            for (j, p) in disk.partitions.iter().enumerate() {
+                if p.guid.is_some() {
+                    diags.push(Diagnostic::error(
+                        codes::DISK_IDENTITY,
+                        format!("{dp}/partitions/{j}/guid"),
+                        "partition GUIDs exist only in GPT tables",
+                    ));
+                }
+                if p.name.is_some() {
+                    diags.push(Diagnostic::warning(
+                        codes::DISK_IDENTITY,
+                        format!("{dp}/partitions/{j}/name"),
+                        "partition names exist only in GPT tables; this one is ignored",
+                    ));
+                }
+            }
+        }
+        TableKind::Gpt => {
+            if disk.signature.is_some() {
+                diags.push(
+                    Diagnostic::error(codes::DISK_IDENTITY, format!("{dp}/signature"), "a GPT disk has a GUID, not a signature")
+                        .help("use `guid: <uuid>`, or `table: mbr`"),
+                );
+            }
+            out.guid = Some(disk.guid.unwrap_or_else(|| derived_guid(&[&plan.name, &disk.id, "disk-guid"])));
+        }
+    }
+}
+
+fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDisk, diags: &mut Vec<Diagnostic>) {
+    let ss = u64::from(disk.sector_size);
+    let mut cursor = first;
+    let mut primaries = 0_u32;
+    let mut logicals = 0_u32;
+    let last = disk.partitions.len().saturating_sub(1);
+    let mut ids = std::collections::HashMap::new();
+    for (j, p) in disk.partitions.iter().enumerate() {
+        let pp = format!("{dp}/partitions/{j}");
+        if let Some(first) = ids.insert(p.id.as_str(), j) {
+            diags.push(
+                Diagnostic::error(codes::DUPLICATE_ID, format!("{pp}/id"), format!("duplicate partition id `{}` on disk `{}`", p.id, disk.id))
+                    .related(format!("{dp}/partitions/{first}/id"), "first defined here"),
+            );
+        }
+        let logical = p.logical && disk.table == TableKind::Mbr;
+        if p.logical && disk.table == TableKind::Gpt {
+            diags.push(
+                Diagnostic::error(codes::LOGICAL_ON_GPT, format!("{pp}/logical"), "logical partitions exist only in MBR tables")
+                    .help("GPT holds 128 partitions without an extended container: drop `logical`"),
+            );
+        }
+        // A logical partition's EBR sits in the sector before it.
+        let packed_from = if logical { cursor.saturating_add(ss) } else { cursor };
+        let start = match p.start {
+            Some(s) => {
+                let b = s.bytes(ss).unwrap_or(u64::MAX);
+                if b % ss != 0 {
+                    diags.push(
+                        Diagnostic::error(codes::MISALIGNED, format!("{pp}/start"), format!("start {b} is not on a {ss}-byte sector boundary"))
+                            .help(format!("start it at {}", human_bytes(align_up(b, MIB).unwrap_or(b)))),
+                    );
+                } else if b % MIB != 0 {
+                    diags.push(
+                        Diagnostic::warning(codes::UNDER_ALIGNED, format!("{pp}/start"), format!("start {} is not 1 MiB aligned", human_bytes(b)))
+                            .help("modern disks and SSDs are fastest with 1 MiB alignment"),
+                    );
+                }
+                b
+            }
+            None => align_up(packed_from, MIB).unwrap_or(u64::MAX),
+        };
+        let (size, min_size) = match p.size {
+            PartSize::Rest(_) => {
+                if j != last {
+                    diags.push(
+                        Diagnostic::error(codes::REST_MISPLACED, format!("{pp}/size"), "`rest` must be the last partition of its disk")
+                            .help("move this partition to the end of the list, or give it a size"),
+                    );
+                }
+                (None, end.saturating_sub(start) / ss * ss)
+            }
+            PartSize::Size(s) => {
+                let b = s.bytes(ss).unwrap_or(u64::MAX);
+                if b % ss != 0 {
+                    diags.push(
+                        Diagnostic::error(codes::MISALIGNED, format!("{pp}/size"), format!("size {b} is not a whole number of {ss}-byte sectors"))
+                            .help(format!("use {}", human_bytes(align_up(b, ss).unwrap_or(b)))),
+                    );
+                }
+                (Some(b), b)
+            }
+        };
+        if min_size == 0 {
+            diags.push(
+                Diagnostic::error(codes::EMPTY_PARTITION, format!("{pp}/size"), format!("partition `{}` is empty", p.id))
+                    .help(if size.is_none() { "no room is left on the disk for `rest`" } else { "give it a size above zero" }),
+            );
+        }
+        let stop = start.checked_add(min_size);
+        if start < first || stop.is_none_or(|e| e > end) {
+            let (code, what) = if disk.table == TableKind::Gpt && (start < first || stop.is_some_and(|e| e <= end + first)) {
+                (codes::GPT_HEADER_ROOM, "GPT headers")
+            } else {
+                (codes::OUTSIDE_DISK, "disk")
+            };
+            let help = if start < first {
+                format!("partitions start at {} or later on this disk", human_bytes(align_up(first, MIB).unwrap_or(first)))
+            } else {
+                format!(
+                    "the usable space ends at {}: make it at most {}, or the disk at least {}",
+                    human_bytes(end),
+                    human_bytes(end.saturating_sub(start)),
+                    human_bytes(stop.map_or(u64::MAX, |s| s + (out.min_size - end)))
+                )
+            };
+            diags.push(
+                Diagnostic::error(
+                    code,
+                    format!("{pp}/{}", if p.start.is_some() && start < first { "start" } else { "size" }),
+                    format!(
+                        "partition `{}` ({} at {}) does not fit inside the {what}",
+                        p.id,
+                        human_bytes(min_size),
+                        human_bytes(start)
+                    ),
+                )
+                .help(help),
+            );
+        }
+        let number = if logical {
+            logicals += 1;
+            4 + logicals
+        } else {
+            primaries += 1;
+            primaries
+        };
+        let (mbr_type, type_guid) = match part_type(&p.kind, disk.table) {
+            Ok(t) => t,
+            Err(help) => {
+                diags.push(
+                    Diagnostic::error(codes::UNKNOWN_PART_TYPE, format!("{pp}/type"), format!("partition type `{}` is not usable in an {} table", p.kind, table_name(disk.table)))
+                        .help(help),
+                );
+                (None, None)
+            }
+        };
+        if p.bootable && disk.table == TableKind::Gpt {
+            diags.push(
+                Diagnostic::warning(codes::DISK_IDENTITY, format!("{pp}/bootable"), "`bootable` is the MBR active flag; GPT disks boot from an EFI partition")
+                    .help("use `type: efi` for the boot partition"),
+            );
+        }
+        out.partitions.push(CPartition {
+            id: p.id.clone(),
+            number,
+            start,
+            size,
+            min_size,
+            mbr_type,
+            type_guid,
+            guid: match disk.table {
+                TableKind::Gpt => Some(p.guid.unwrap_or_else(|| {
+                    derived_guid(&[&out.guid.map(|g| g.to_string()).unwrap_or_default(), &p.id, "partition-guid"])
+                })),
+                TableKind::Mbr => None,
+            },
+            name: match disk.table {
+                TableKind::Gpt => Some(p.name.clone().unwrap_or_else(|| p.id.clone())),
+                TableKind::Mbr => None,
+            },
+            bootable: p.bootable,
+            logical,
+            critical: disk.critical,
+            content: p.content.clone(),
+            volume: None,
+        });
+        cursor = stop.unwrap_or(u64::MAX);
+    }
+}
+
+/// Overlaps, found by sorting on start and sweeping; each reported once, at
+/// the partition listed later, naming the one it runs into.
+fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
+    let mut order: Vec<usize> = (0..disk.partitions.len()).collect();
+    order.sort_by_key(|&j| (disk.partitions[j].start, j));
+    let ss = u64::from(disk.sector_size);
+    let mut reach: Option<usize> = None; // partition that ends furthest so far
+    for &j in &order {
+        let p = &disk.partitions[j];
+        if let Some(r) = reach {
+            let q = &disk.partitions[r];
+            let q_end = q.start.saturating_add(q.min_size);
+            // An EBR needs the sector before a logical partition.
+            let need = if p.logical { q_end.saturating_add(ss) } else { q_end };
+            if p.start < need && p.min_size > 0 && q.min_size > 0 {
+                let (later, earlier) = if j > r { (j, r) } else { (r, j) };
+                let (lp, ep) = (&disk.partitions[later], &disk.partitions[earlier]);
+                let free = align_up(q_end + if p.logical { ss } else { 0 }, MIB).unwrap_or(q_end);
+                let msg = if p.start < q_end {
+                    format!("partition `{}` overlaps `{}`", lp.id, ep.id)
+                } else {
+                    format!("logical partition `{}` leaves no room for its EBR after `{}`", p.id, q.id)
+                };
+                diags.push(
+                    Diagnostic::error(codes::OVERLAP, format!("{dp}/partitions/{later}/start"), msg)
+                        .related(format!("{dp}/partitions/{earlier}"), format!("`{}` spans {}..{}", ep.id, human_bytes(ep.start), human_bytes(ep.start.saturating_add(ep.min_size))))
+                        .help(format!("start it at {} or later", human_bytes(free))),
+                );
+            }
+            if p.start.saturating_add(p.min_size) > q_end {
+                reach = Some(j);
+            }
+        } else {
+            reach = Some(j);
+        }
+    }
+}
+
+fn check_mbr(dp: &str, out: &CDisk, diags: &mut Vec<Diagnostic>) {
+    let primaries: Vec<usize> = (0..out.partitions.len()).filter(|&j| !out.partitions[j].logical).collect();
+    let has_logical = out.partitions.iter().any(|p| p.logical);
+    let slots = primaries.len() + usize::from(has_logical);
+    if slots > 4 {
+        let j = primaries.get(if has_logical { 3 } else { 4 }).copied().unwrap_or(0);
+        diags.push(
+            Diagnostic::error(
+                codes::MBR_PRIMARIES,
+                format!("{dp}/partitions/{j}"),
+                format!(
+                    "{} primary partitions{}; an MBR table holds 4",
+                    primaries.len(),
+                    if has_logical { " plus the extended container" } else { "" }
+                ),
+            )
+            .help("mark the later partitions `logical: true`, or use `table: gpt`"),
+        );
+    }
+    if has_logical {
+        // The extended container is one contiguous range: no primary inside it.
+        let logical = out.partitions.iter().filter(|p| p.logical);
+        let lo = logical.clone().map(|p| p.start).min().unwrap_or(0);
+        let hi = logical.map(|p| p.start.saturating_add(p.min_size)).max().unwrap_or(0);
+        for &j in &primaries {
+            let p = &out.partitions[j];
+            if p.start > lo && p.start < hi {
+                diags.push(
+                    Diagnostic::error(codes::MBR_PRIMARIES, format!("{dp}/partitions/{j}"), format!("primary partition `{}` lies between logical partitions", p.id))
+                        .help("logical partitions share one extended container: keep them together, or make this one logical too"),
+                );
+            }
+        }
+    }
+}
+
+fn check_guids(plan: &Plan, diags: &mut Vec<Diagnostic>) {
+    let mut seen: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
+    for (i, d) in plan.disks.iter().enumerate() {
+        let mut check = |g: Option<Uuid>, pointer: String| {
+            let Some(g) = g else { return };
+            if let Some(first) = seen.get(&g) {
+                diags.push(
+                    Diagnostic::error(codes::GPT_DUPLICATE_GUID, pointer, format!("GUID {g} is used twice"))
+                        .related(first.clone(), "first used here")
+                        .help("every disk and partition needs its own GUID"),
+                );
+            } else {
+                seen.insert(g, pointer);
+            }
+        };
+        check(d.guid, format!("/disks/{i}/guid"));
+        for (j, p) in d.partitions.iter().enumerate() {
+            check(p.guid, format!("/disks/{i}/partitions/{j}/guid"));
+        }
+    }
+}
+
+fn table_name(t: TableKind) -> &'static str {
+    match t {
+        TableKind::Mbr => "MBR",
+        TableKind::Gpt => "GPT",
+    }
+}
+
+const BASIC_DATA: &str = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7";
+const LINUX_DATA: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
+
+/// Partition type aliases: (alias, MBR byte, GPT type GUID).
+pub const PART_TYPES: &[(&str, Option<u8>, Option<&str>)] = &[
+    ("ntfs", Some(0x07), Some(BASIC_DATA)),
+    ("fat32", Some(0x0c), Some(BASIC_DATA)),
+    ("fat16", Some(0x06), Some(BASIC_DATA)),
+    ("ext4", Some(0x83), Some(LINUX_DATA)),
+    ("linux", Some(0x83), Some(LINUX_DATA)),
+    ("linux-raid", Some(0xfd), Some("a19d880f-05fc-4d3b-a006-743f0f84911e")),
+    ("efi", Some(0xef), Some("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")),
+    ("msr", None, Some("e3c9e316-0b5c-4db8-817d-f92df00215ae")),
+    ("ldm", Some(0x42), Some("af9b60a0-1431-4f62-bc68-3311714a69ad")),
+];
+
+/// Resolve a partition type for a table: (MBR byte, GPT GUID), or help text.
+pub fn part_type(kind: &str, table: TableKind) -> Result<(Option<u8>, Option<Uuid>), String> {
+    let lower = kind.to_ascii_lowercase();
+    if let Some((_, byte, guid)) = PART_TYPES.iter().find(|(a, ..)| *a == lower) {
+        return match table {
+            TableKind::Mbr => byte.map(|b| (Some(b), None)).ok_or_else(|| format!("`{kind}` exists only on GPT disks")),
+            TableKind::Gpt => Ok((None, guid.and_then(|g| Uuid::parse_str(g).ok()))),
+        };
+    }
+    let aliases: Vec<&str> = PART_TYPES.iter().map(|(a, ..)| *a).collect();
+    if let Some(hex) = lower.strip_prefix("0x") {
+        let byte = u8::from_str_radix(hex, 16).map_err(|_| format!("an MBR type is one byte, \"0x00\" to \"0xff\"; or one of {}", aliases.join(", ")))?;
+        return match table {
+            TableKind::Mbr if matches!(byte, 0x05 | 0x0f | 0x85) => {
+                Err("rplan lays out the extended container itself: mark partitions `logical: true`".into())
+            }
+            TableKind::Mbr if byte == 0 => Err("type 0x00 marks an unused entry".into()),
+            TableKind::Mbr => Ok((Some(byte), None)),
+            TableKind::Gpt => Err(format!("GPT types are GUIDs; use an alias: {}", aliases.join(", "))),
+        };
+    }
+    if let Ok(guid) = Uuid::parse_str(&lower) {
+        return match table {
+            TableKind::Gpt if guid.is_nil() => Err("the nil GUID marks an unused entry".into()),
+            TableKind::Gpt => Ok((None, Some(guid))),
+            TableKind::Mbr => Err(format!("MBR types are bytes like \"0x07\"; or use an alias: {}", aliases.join(", "))),
+        };
+    }
+    let candidates: Vec<String> = aliases.iter().map(|s| s.to_string()).collect();
+    Err(match crate::schema::did_you_mean(&lower, candidates.iter()) {
+        Some(s) => format!("did you mean `{s}`? types are an alias ({}), an MBR byte \"0x07\" or a GPT type GUID", aliases.join(", ")),
+        None => format!("types are an alias ({}), an MBR byte \"0x07\" or a GPT type GUID", aliases.join(", ")),
+    })
+}
+
+pub fn stable_hash(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// A GUID derived from `parts`: same input, same GUID (RFC 9562 version 8).
+pub fn derived_guid(parts: &[&str]) -> Uuid {
+    let h = stable_hash(parts);
+    let mut b = [0_u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Builder::from_custom_bytes(b).into_uuid()
+}

@@ -1,0 +1,209 @@
+//! The compiled plan: what `rplan compile` writes and the runtime executes.
+//!
+//! Everything here is resolved: absolute byte offsets, table entry numbers,
+//! GUIDs, ranks, timeouts, artifact paths. It is deterministic — the same
+//! plan, rules and artifacts give byte-identical JSON — and carries a
+//! `plan_hash` so that the runtime can refuse a compiled plan whose
+//! artifacts changed since it was made.
+
+use crate::model::{ArtifactFormat, Content, Layout, StageKind, TableKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "rplan compiled plan", extend("$id" = "https://rplan.dev/schemas/compiled.schema.json"))]
+pub struct CompiledPlan {
+    pub format_version: u32,
+    /// sha256 of the canonical plan, the rules used and the artifact hashes.
+    pub plan_hash: String,
+    pub name: String,
+    /// The compatibility rule that allows this restore (`ruleset#row`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Bytes per second the estimates assume.
+    pub throughput: u64,
+    #[serde(default)]
+    pub artifacts: Vec<CArtifact>,
+    #[serde(default)]
+    pub disks: Vec<CDisk>,
+    #[serde(default)]
+    pub volumes: Vec<CVolume>,
+    pub stages: Vec<CStage>,
+    /// A topological order of every step id, stage by stage.
+    pub order: Vec<String>,
+    /// Worst case: every stage tried, each to its end.
+    pub rto_estimate_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CArtifact {
+    pub id: String,
+    /// Path as resolved from the plan's directory and `backup.root`.
+    pub path: String,
+    pub format: ArtifactFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CDisk {
+    pub id: String,
+    pub critical: bool,
+    pub table: TableKind,
+    /// MBR disk signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<u32>,
+    /// GPT disk GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guid: Option<uuid::Uuid>,
+    pub sector_size: u32,
+    /// The smallest target, bytes.
+    pub min_size: u64,
+    pub partitions: Vec<CPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CPartition {
+    pub id: String,
+    /// Table entry number, 1-based (MBR logical partitions from 5).
+    pub number: u32,
+    /// Offset in bytes.
+    pub start: u64,
+    /// Length in bytes; `null` for `rest` (to the end of the target).
+    pub size: Option<u64>,
+    /// Length on the smallest target the plan fits.
+    pub min_size: u64,
+    /// MBR type byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mbr_type: Option<u8>,
+    /// GPT type GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_guid: Option<uuid::Uuid>,
+    /// GPT partition GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guid: Option<uuid::Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub bootable: bool,
+    pub logical: bool,
+    /// Its disk is critical.
+    pub critical: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    /// The volume this partition is a member of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CMember {
+    pub disk: String,
+    pub partition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CVolume {
+    pub id: String,
+    pub layout: Layout,
+    pub members: Vec<CMember>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_size: Option<u64>,
+    pub critical: bool,
+    /// Usable bytes on the smallest targets.
+    pub usable_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CStage {
+    pub id: String,
+    pub kind: StageKind,
+    pub rank: u32,
+    pub timeout_s: u64,
+    /// Whether `timeout_s` was written in the plan or is rplan's default.
+    pub timeout_defaulted: bool,
+    pub steps: Vec<CStep>,
+    pub estimate_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Open the target, check size, identity and exclusive access.
+    CheckTarget,
+    /// Zero stale filesystem/RAID signatures inside declared ranges.
+    ClearSignatures,
+    WriteTable,
+    RestoreImage,
+    Format,
+    InstallFiles,
+    AssembleVolume,
+    Verify,
+    Run,
+    Manual,
+    Probe,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CStep {
+    pub id: String,
+    pub kind: StepKind,
+    pub after: Vec<String>,
+    pub critical: bool,
+    pub estimate_s: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Commands: argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Manual actions: the instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Human summary, e.g. "restore system-image (2 GiB) into disk0/system".
+    pub description: String,
+}
+
+impl CompiledPlan {
+    pub fn disk(&self, id: &str) -> Option<&CDisk> {
+        self.disks.iter().find(|d| d.id == id)
+    }
+    pub fn volume(&self, id: &str) -> Option<&CVolume> {
+        self.volumes.iter().find(|v| v.id == id)
+    }
+    pub fn artifact(&self, id: &str) -> Option<&CArtifact> {
+        self.artifacts.iter().find(|a| a.id == id)
+    }
+    pub fn step(&self, id: &str) -> Option<(&CStage, &CStep)> {
+        self.stages
+            .iter()
+            .find_map(|s| s.steps.iter().find(|st| st.id == id).map(|st| (s, st)))
+    }
+}
+
+impl CDisk {
+    pub fn partition(&self, id: &str) -> Option<&CPartition> {
+        self.partitions.iter().find(|p| p.id == id)
+    }
+}
+
+pub fn compiled_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(CompiledPlan)).unwrap_or_default()
+}

@@ -1,0 +1,352 @@
+//! The typed plan, version 1: exactly the format of DESIGN.md "Plan format".
+//!
+//! These types are the source of `schemas/plan.schema.json` (via schemars)
+//! and refuse unknown fields. They hold what the person wrote; resolved
+//! values (absolute offsets, defaulted timeouts, ranks) are computed by
+//! analysis, not stored here.
+
+use crate::size::{Duration, Size};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An identifier: letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+pub type Id = String;
+pub const ID_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
+/// ISO 639-1: two lowercase letters.
+pub const LANGUAGE_PATTERN: &str = "^[a-z]{2}$";
+
+/// A recovery plan for one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "rplan recovery plan", extend("$id" = "https://rplan.dev/schemas/plan.schema.json"))]
+pub struct Plan {
+    /// Plan format version; only 1 exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// The machine's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The machine when the backup was taken.
+    pub system: System,
+    /// The restore media.
+    pub media: Media,
+    /// The ASR backup set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+    /// Dynamic volumes across partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// The escalation ladder, tried in order until one stage succeeds.
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Os {
+    WindowsXp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    pub os: Os,
+    /// A build id from the ruleset, e.g. `sp2-slipstream`.
+    #[schemars(length(min = 1))]
+    pub build: String,
+    /// ISO 639-1 language code, e.g. `en`.
+    #[schemars(pattern(LANGUAGE_PATTERN))]
+    pub language: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    /// A build id from the ruleset.
+    #[schemars(length(min = 1))]
+    pub build: String,
+    /// ISO 639-1 code; defaults to `system.language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(LANGUAGE_PATTERN))]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    /// Directory of the artifacts, relative to the plan file.
+    pub root: String,
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactFormat {
+    /// A raw image.
+    Raw,
+    /// A zstd-compressed raw image.
+    RawZstd,
+    /// A plain file to install into a filesystem.
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    /// Path relative to `backup.root`.
+    #[schemars(length(min = 1))]
+    pub path: String,
+    pub format: ArtifactFormat,
+    /// Size in bytes once decompressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// sha256 of the decompressed bytes, lowercase hex.
+    #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    Mbr,
+    Gpt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    /// Needed to start the computer: a failure on it fails the ASR stage.
+    #[serde(default)]
+    pub critical: bool,
+    pub table: TableKind,
+    /// MBR disk signature, 32-bit hex, e.g. `"0x1a2b3c4d"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^0[xX][0-9a-fA-F]{1,8}$"))]
+    pub signature: Option<String>,
+    /// GPT disk GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guid: Option<uuid::Uuid>,
+    /// Logical sector size: 512 or 4096.
+    #[serde(default = "default_sector_size")]
+    #[schemars(extend("enum" = [512, 4096]))]
+    pub sector_size: u32,
+    /// The smallest target this plan fits.
+    pub size: Size,
+    #[serde(default)]
+    pub partitions: Vec<Partition>,
+}
+
+fn default_sector_size() -> u32 {
+    512
+}
+
+/// A partition's size: a size, or `rest` for the remainder of the target disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PartSize {
+    Rest(Rest),
+    Size(Size),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Rest {
+    Rest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    /// Offset from the start of the disk; default: packed after the previous one, 1 MiB aligned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Size>,
+    pub size: PartSize,
+    /// An alias (ntfs, fat32, fat16, ext4, linux, efi, msr, ldm), an MBR type byte `"0x07"`, or a GPT type GUID.
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1))]
+    pub kind: String,
+    /// MBR active flag.
+    #[serde(default)]
+    pub bootable: bool,
+    /// MBR: a logical partition inside an extended container.
+    #[serde(default)]
+    pub logical: bool,
+    /// GPT partition GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guid: Option<uuid::Uuid>,
+    /// GPT partition name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36))]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+}
+
+/// What goes into a partition or volume: an image, or a new filesystem and files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Content {
+    /// Restore this image artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Id>,
+    /// Make a new filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Copy file artifacts into the (FAT) filesystem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileInstall>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Fs {
+    Fat16,
+    Fat32,
+    Ext4,
+    Ntfs,
+}
+
+impl Fs {
+    pub fn is_fat(self) -> bool {
+        matches!(self, Fs::Fat16 | Fs::Fat32)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Format {
+    pub fs: Fs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileInstall {
+    /// A `file` artifact.
+    pub artifact: Id,
+    /// Absolute path inside the filesystem.
+    #[schemars(pattern(r"^/"))]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Simple,
+    Spanned,
+    Striped,
+    Mirrored,
+    Raid5,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    pub layout: Layout,
+    /// Member partitions as `disk/partition`.
+    #[schemars(length(min = 1))]
+    pub members: Vec<String>,
+    /// Striped and raid5 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_size: Option<Size>,
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageKind {
+    SafeMode,
+    LastKnownGood,
+    Asr,
+    Custom,
+}
+
+impl StageKind {
+    /// The rank of the built-in kinds: gentler stages rank lower.
+    pub fn default_rank(self) -> Option<u32> {
+        match self {
+            StageKind::SafeMode => Some(10),
+            StageKind::LastKnownGood => Some(20),
+            StageKind::Asr => Some(30),
+            StageKind::Custom => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::SafeMode => "safe-mode",
+            StageKind::LastKnownGood => "last-known-good",
+            StageKind::Asr => "asr",
+            StageKind::Custom => "custom",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Id,
+    pub kind: StageKind,
+    /// Custom stages: where on the ladder (safe-mode 10, last-known-good 20, asr 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// The whole stage's time limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// The probe that decides whether the stage worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<Probe>,
+}
+
+/// One action: a `manual` instruction for a person, or a command to `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["manual"]}, {"required": ["run"]}]))]
+pub struct Action {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(ID_PATTERN))]
+    pub id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub manual: Option<String>,
+    /// argv, never a shell string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub run: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Ids of actions of the same stage that must finish first (default: the previous one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<Id>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// argv of the probe; exit 0 means the stage succeeded.
+    #[schemars(length(min = 1))]
+    pub run: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+

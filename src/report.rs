@@ -1,0 +1,202 @@
+//! Rendering diagnostics: miette for people, the JSON object of DESIGN.md
+//! for tools, SARIF 2.1.0 for code-scanning services.
+//!
+//! This is the one place where a pointer becomes a line and column: through
+//! the span index of the source the diagnostic belongs to.
+
+use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use rplan_compiler::diagnostic::category;
+use rplan_compiler::{Diagnostic, Severity, Source};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+/// A diagnostic with its file and position resolved.
+pub struct Located<'a> {
+    pub diag: &'a Diagnostic,
+    pub file: String,
+    pub source: Option<&'a Source>,
+    pub offset: Option<usize>,
+    pub len: usize,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+/// Resolve `diag` against the sources: its own file if it names one,
+/// else `default`.
+pub fn locate<'a>(diag: &'a Diagnostic, default: Option<&'a Source>, others: &'a [Source]) -> Located<'a> {
+    let source = match &diag.file {
+        Some(name) => others.iter().find(|s| &s.name == name),
+        None => default,
+    };
+    let file = diag
+        .file
+        .clone()
+        .or_else(|| default.map(|s| s.name.clone()))
+        .unwrap_or_default();
+    let span = source.and_then(|s| {
+        diag.span.or_else(|| if diag.at_key { s.spans.key(&diag.pointer) } else { s.spans.value(&diag.pointer) })
+    });
+    let (line, column) = match (source, span) {
+        (Some(s), Some(sp)) => {
+            let (l, c) = s.spans.line_col(&s.text, sp.offset);
+            (Some(l), Some(c))
+        }
+        _ => (None, None),
+    };
+    Located {
+        diag,
+        file,
+        source,
+        offset: span.map(|s| s.offset),
+        len: span.map_or(0, |s| s.len),
+        line,
+        column,
+    }
+}
+
+pub fn json_object(items: &[Located]) -> Value {
+    let diagnostics: Vec<Value> = items
+        .iter()
+        .map(|l| {
+            let mut o = json!({
+                "severity": l.diag.severity,
+                "code": l.diag.code,
+                "message": l.diag.message,
+                "pointer": l.diag.pointer,
+                "file": l.file,
+                "line": l.line,
+                "column": l.column,
+            });
+            if let Some(h) = &l.diag.help {
+                o["help"] = json!(h);
+            }
+            o
+        })
+        .collect();
+    json!({
+        "diagnostics": diagnostics,
+        "errors": items.iter().filter(|l| l.diag.severity == Severity::Error).count(),
+        "warnings": items.iter().filter(|l| l.diag.severity == Severity::Warning).count(),
+    })
+}
+
+pub fn sarif(items: &[Located]) -> Value {
+    let mut codes: Vec<&str> = items.iter().map(|l| l.diag.code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let rules: Vec<Value> = codes
+        .iter()
+        .map(|c| json!({"id": c, "name": category(c), "shortDescription": {"text": format!("rplan: {}", category(c))}}))
+        .collect();
+    let results: Vec<Value> = items
+        .iter()
+        .map(|l| {
+            let mut region = json!({});
+            if let (Some(line), Some(col)) = (l.line, l.column) {
+                region = json!({"startLine": line, "startColumn": col});
+            }
+            let text = match &l.diag.help {
+                Some(h) => format!("{} (help: {h})", l.diag.message),
+                None => l.diag.message.clone(),
+            };
+            json!({
+                "ruleId": l.diag.code,
+                "ruleIndex": codes.iter().position(|c| *c == l.diag.code),
+                "level": match l.diag.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "message": {"text": text},
+                "locations": [{
+                    "physicalLocation": {"artifactLocation": {"uri": l.file}, "region": region},
+                    "logicalLocations": [{"fullyQualifiedName": l.diag.pointer, "kind": "member"}]
+                }]
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "rplan",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/rplan/rplan",
+                "rules": rules
+            }},
+            "results": results
+        }]
+    })
+}
+
+/// Render for a person, through miette, one report per diagnostic.
+pub fn human(items: &[Located], color: bool) -> String {
+    let handler = if color {
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode())
+    } else {
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+    };
+    let mut out = String::new();
+    let mut shared: Vec<(String, Arc<String>)> = Vec::new();
+    for l in items {
+        let mut md = MietteDiagnostic::new(l.diag.message.clone())
+            .with_code(l.diag.code)
+            .with_severity(match l.diag.severity {
+                Severity::Error => miette::Severity::Error,
+                Severity::Warning => miette::Severity::Warning,
+            });
+        if let Some(h) = &l.diag.help {
+            md = md.with_help(h.clone());
+        }
+        let report = match (l.source, l.offset) {
+            (Some(src), Some(offset)) => {
+                md = md.with_label(LabeledSpan::new_primary_with_span(Some(label(l.diag)), (offset, l.len.max(1))));
+                // miette draws one snippet per report, so a related place
+                // more than a few lines away becomes a note instead.
+                let mut notes = Vec::new();
+                for (pointer, text) in &l.diag.related {
+                    let Some(s) = src.spans.value(pointer) else { continue };
+                    let (line, col) = src.spans.line_col(&src.text, s.offset);
+                    if l.line.is_some_and(|pl| pl.abs_diff(line) <= 2) {
+                        md = md.with_label(LabeledSpan::new_with_span(Some(text.clone()), (s.offset, s.len.max(1))));
+                    } else {
+                        notes.push(format!("{}:{line}:{col}: {text}", src.name));
+                    }
+                }
+                if !notes.is_empty() {
+                    let help = md.help.take().map(|h| format!("{h}\n")).unwrap_or_default();
+                    md = md.with_help(format!("{help}see {}", notes.join("; ")));
+                }
+                let text = match shared.iter().find(|(n, _)| *n == src.name) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let t = Arc::new(src.text.clone());
+                        shared.push((src.name.clone(), t.clone()));
+                        t
+                    }
+                };
+                Report::new(md).with_source_code(NamedSource::new(src.name.clone(), text))
+            }
+            _ => {
+                let where_ = if l.file.is_empty() { String::new() } else { format!(" [{}]", l.file) };
+                Report::new(MietteDiagnostic { message: format!("{}{where_}", l.diag.message), ..md })
+            }
+        };
+        let _ = handler.render_report(&mut out, report.as_ref());
+        out.push('\n');
+    }
+    out
+}
+
+fn label(d: &Diagnostic) -> String {
+    if d.pointer.is_empty() {
+        "here".into()
+    } else {
+        d.pointer.clone()
+    }
+}
+
