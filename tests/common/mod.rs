@@ -1,0 +1,122 @@
+//! Shared test harness: run the real `rplan` binary on real files.
+//!
+//! `Rplan::new().args(["check", "x.yaml"]).in_dir(dir).run()` gives the
+//! exit code, stdout and stderr; assertions read like the README.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rplan")
+}
+
+/// The repository root (for examples/ and schemas/).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Rplan {
+    args: Vec<String>,
+    dir: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Rplan {
+    pub fn new() -> Rplan {
+        Rplan { args: Vec::new(), dir: None, stdin: None, env: Vec::new() }
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Rplan {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn arg(mut self, a: impl AsRef<str>) -> Rplan {
+        self.args.push(a.as_ref().to_string());
+        self
+    }
+
+    pub fn in_dir(mut self, dir: impl AsRef<Path>) -> Rplan {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Rplan {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Rplan {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn run(self) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.args(&self.args).stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn rplan");
+        if let Some(input) = self.stdin {
+            use std::io::Write;
+            let mut sin = child.stdin.take().expect("stdin");
+            sin.write_all(&input).expect("write stdin");
+        }
+        let Output { status, stdout, stderr } = child.wait_with_output().expect("wait rplan");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Assert the exit code, showing the output when it differs.
+    pub fn code(self, expected: i32) -> Run {
+        assert_eq!(self.code, expected, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Run a shell tool (sfdisk, sgdisk, …) and return stdout; panics on failure.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The diagnostics of `rplan check --format json` as (code, line, column).
+pub fn codes_at(run: &Run) -> Vec<(String, i64, i64)> {
+    run.json()["diagnostics"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["code"].as_str().unwrap_or_default().to_string(),
+                        d["line"].as_i64().unwrap_or(0),
+                        d["column"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
