@@ -44,7 +44,8 @@ pub fn check(plan: &Plan, options: &Options, base_dir: &Path, diags: &mut Vec<Di
                     .help("restore it with `content.image`, install it with `content.files`, or remove it"),
             );
         }
-        let path = root.join(&a.path);
+        // Absolute, so that a compiled plan works from any directory.
+        let path = std::path::absolute(root.join(&a.path)).unwrap_or_else(|_| root.join(&a.path));
         if !options.no_artifacts {
             verify_file(&path, a.format, size, &a.sha256, &ap, diags);
         }
