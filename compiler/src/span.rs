@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(at(&ix, text, "/name"), (2, 7, "\"pc07\"".into()));
         assert_eq!(at(&ix, text, "/disks/0/id"), (4, 9, "disk0".into()));
         assert_eq!(at(&ix, text, "/disks/0/size"), (5, 11, "80GiB".into()));
-        assert_eq!(at(&ix, text, "/disks/0/partitions/0/size"), (6, 35, "1MiB".into()));
+        assert_eq!(at(&ix, text, "/disks/0/partitions/0/size"), (6, 33, "1MiB".into()));
         let k = ix.key("/disks/0/size").unwrap();
         assert_eq!(ix.line_col(text, k.offset), (5, 5));
         // An unindexed child falls back to its parent.
