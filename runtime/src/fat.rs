@@ -1,1 +1,571 @@
-//! TODO
+//! Installing files into a FAT12/16/32 filesystem that lives inside a
+//! partition or volume, through the `fatfs` library, without mounting.
+//!
+//! The filesystem is reached through any `Read + Write + Seek` whose offset 0
+//! is the filesystem's boot sector (a partition window over a device, or a
+//! [`crate::raid::VolumeWriter`]), so the bytes written stay inside that
+//! range by construction. This is how an ASR restore puts `asr.sif` and
+//! friends onto a freshly formatted boot partition.
+//!
+//! Timestamps are pinned (2000-01-01 00:00:00) so that installing the same
+//! file twice, e.g. on `--resume`, leaves identical bytes.
+//!
+//! What this module is not: it does not create filesystems ([`crate::mkfs`]
+//! does), delete files, set attributes or write long paths FAT cannot hold;
+//! paths are checked up front and refused with the reason.
+
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use fatfs::{Date, DateTime, FileSystem, FsOptions, Time, TimeProvider};
+
+/// FAT stores file sizes in 32 bits.
+const MAX_FILE_SIZE: u64 = u32::MAX as u64;
+
+#[derive(Debug)]
+pub enum FatError {
+    /// The path cannot name a file on FAT; `reason` says why.
+    InvalidPath {
+        path: String,
+        reason: String,
+    },
+    /// The range does not hold a FAT filesystem fatfs can open.
+    NotFat(io::Error),
+    NotFound {
+        path: String,
+    },
+    /// The source is larger than FAT's 4 GiB − 1 file size limit.
+    TooLarge {
+        path: String,
+    },
+    Io {
+        context: String,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for FatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FatError::InvalidPath { path, reason } => {
+                write!(f, "invalid FAT path {path:?}: {reason}")
+            }
+            FatError::NotFat(e) => write!(f, "not a FAT filesystem: {e}"),
+            FatError::NotFound { path } => write!(f, "{path} does not exist in the FAT filesystem"),
+            FatError::TooLarge { path } => {
+                write!(
+                    f,
+                    "{path} is larger than FAT's file size limit of 4 GiB - 1 byte"
+                )
+            }
+            FatError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for FatError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FatError::NotFat(e) | FatError::Io { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `src` to `to` (an absolute path such as `/asr.sif` or
+/// `/i386/system32/x.dll`), creating missing parent directories and
+/// replacing an existing file. Returns the number of bytes written.
+pub fn install_file<T: Read + Write + Seek>(
+    fs_window: T,
+    to: &str,
+    src: &mut dyn Read,
+) -> Result<u64, FatError> {
+    let parts = components(to)?;
+    let Some((name, parents)) = parts.split_last() else {
+        return Err(invalid(to, "it names no file"));
+    };
+    // fatfs gets `&mut` so the window is still ours for the repair below.
+    let mut fs_window = fs_window;
+    let fs = open(&mut fs_window)?;
+    let mut short_names = Vec::with_capacity(parents.len());
+    let written = {
+        let mut dir = fs.root_dir();
+        let mut so_far = String::new();
+        for part in parents {
+            so_far.push('/');
+            so_far.push_str(part);
+            let child = dir
+                .create_dir(part)
+                .map_err(io_context(format!("creating directory {so_far}")))?;
+            short_names.push(
+                short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?,
+            );
+            dir = child;
+        }
+        let mut file = dir
+            .create_file(name)
+            .map_err(io_context(format!("creating {to}")))?;
+        // create_file opens an existing file as is: cut it to nothing first.
+        file.truncate()
+            .map_err(io_context(format!("truncating {to}")))?;
+        let written = copy_limited(src, &mut file, to)?;
+        file.flush().map_err(io_context(format!("writing {to}")))?;
+        written
+    };
+    // Unmount explicitly: dropping the filesystem would swallow errors from
+    // the final FSInfo and dirty-flag writes.
+    fs.unmount()
+        .map_err(io_context("closing the FAT filesystem"))?;
+    dot_entries::repair_path(&mut fs_window, &short_names)
+        .map_err(io_context(format!("repairing the directories of {to}")))?;
+    Ok(written)
+}
+
+/// The 8.3 name fatfs gave directory `name` in `parent`, in the 11-byte
+/// on-disk form, so the raw repair can find it.
+fn short_name_of<T: Read + Write + Seek>(
+    parent: &fatfs::Dir<'_, T>,
+    name: &str,
+) -> io::Result<[u8; 11]> {
+    let wanted = name.to_uppercase();
+    for entry in parent.iter() {
+        let entry = entry?;
+        if entry.is_dir()
+            && (entry.file_name().to_uppercase() == wanted
+                || entry.short_file_name().to_uppercase() == wanted)
+        {
+            return Ok(dot_entries::raw_short_name(
+                entry.short_file_name_as_bytes(),
+            ));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "directory vanished after creating it",
+    ))
+}
+
+/// Copies the file at `path` into `sink`; returns its size. For verifying
+/// what [`install_file`] wrote.
+pub fn read_file<T: Read + Write + Seek>(
+    fs_window: T,
+    path: &str,
+    sink: &mut dyn Write,
+) -> Result<u64, FatError> {
+    let rel = components(path)?.join("/");
+    if rel.is_empty() {
+        return Err(invalid(path, "it names no file"));
+    }
+    let fs = open(fs_window)?;
+    let copied = {
+        let mut file = fs.root_dir().open_file(&rel).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => FatError::NotFound {
+                path: path.to_owned(),
+            },
+            _ => FatError::Io {
+                context: format!("opening {path}"),
+                source: e,
+            },
+        })?;
+        io::copy(&mut file, sink).map_err(io_context(format!("reading {path}")))?
+    };
+    fs.unmount()
+        .map_err(io_context("closing the FAT filesystem"))?;
+    Ok(copied)
+}
+
+fn open<T: Read + Write + Seek>(mut fs_window: T) -> Result<FileSystem<T>, FatError> {
+    // fatfs expects the stream at the boot sector.
+    fs_window
+        .seek(SeekFrom::Start(0))
+        .map_err(io_context("seeking to the boot sector"))?;
+    let options = FsOptions::new()
+        .update_accessed_date(false)
+        .time_provider(&FIXED_TIME);
+    FileSystem::new(fs_window, options).map_err(FatError::NotFat)
+}
+
+fn copy_limited(src: &mut dyn Read, dst: &mut dyn Write, path: &str) -> Result<u64, FatError> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(FatError::Io {
+                    context: format!("reading the source of {path}"),
+                    source: e,
+                })
+            }
+        };
+        total += n as u64;
+        if total > MAX_FILE_SIZE {
+            return Err(FatError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
+        dst.write_all(&buf[..n])
+            .map_err(io_context(format!("writing {path}")))?;
+    }
+}
+
+/// Splits an absolute path into names FAT can hold, or says why not.
+fn components(path: &str) -> Result<Vec<&str>, FatError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(invalid(path, "it must be absolute (start with `/`)"));
+    };
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.split('/')
+        .map(|name| {
+            check_name(name)
+                .map(|()| name)
+                .map_err(|reason| invalid(path, reason))
+        })
+        .collect()
+}
+
+/// A long file name FAT (and fatfs) accepts.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it has an empty component (`//` or a trailing `/`)".into());
+    }
+    if name == "." || name == ".." {
+        return Err("`.` and `..` are not allowed".into());
+    }
+    if name.encode_utf16().count() > 255 {
+        return Err(format!("`{name}` is longer than FAT's 255 characters"));
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        // Windows strips these, so such a file could not be opened there.
+        return Err(format!("`{name}` ends with a dot or space"));
+    }
+    // The characters fatfs writes into long names: FAT's own rules
+    // (no control characters, no " * / : < > ? \ |) minus what needs UTF-16
+    // surrogate pairs.
+    if let Some(c) = name.chars().find(|&c| !valid_char(c)) {
+        return Err(format!(
+            "`{name}` contains {c:?}, which FAT names cannot hold"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || ('\u{80}'..='\u{FFFF}').contains(&c)
+        || "$%'-_@~`!(){}. +,;=[]^#&".contains(c)
+}
+
+fn invalid(path: &str, reason: impl Into<String>) -> FatError {
+    FatError::InvalidPath {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> FatError {
+    move |source| FatError::Io {
+        context: context.into(),
+        source,
+    }
+}
+
+/// Pins every timestamp fatfs writes.
+#[derive(Debug)]
+struct FixedTime;
+
+static FIXED_TIME: FixedTime = FixedTime;
+
+impl TimeProvider for FixedTime {
+    fn get_current_date(&self) -> Date {
+        Date {
+            year: 2000,
+            month: 1,
+            day: 1,
+        }
+    }
+
+    fn get_current_date_time(&self) -> DateTime {
+        DateTime {
+            date: self.get_current_date(),
+            time: Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
+    }
+}
+
+/// fatfs 0.3 (the newest release) writes a long-name entry in front of a
+/// new directory's `.` and `..` entries and points `..` at the FAT32 root's
+/// cluster instead of 0 (rafalh/rust-fatfs#117). fsck.fat and chkdsk treat
+/// that as corruption, so after fatfs is done the directories on the
+/// installed path are repaired with raw reads and writes. The repair only
+/// touches a directory whose first four slots have exactly that shape, so
+/// it is idempotent and leaves directories made by anyone else alone.
+mod dot_entries {
+    use std::io::{self, Read, Seek, SeekFrom, Write};
+
+    const SLOT: usize = 32;
+    const ATTR: usize = 11;
+    const ATTR_LFN: u8 = 0x0F;
+    const ATTR_DIR: u8 = 0x10;
+    const ATTR_VOLUME: u8 = 0x08;
+    const DELETED: u8 = 0xE5;
+    const DOT: &[u8; 11] = b".          ";
+    const DOTDOT: &[u8; 11] = b"..         ";
+
+    /// `SUB` or `SECOND~1.BIN` as the space-padded 11 bytes on disk.
+    pub(super) fn raw_short_name(display: &[u8]) -> [u8; 11] {
+        let mut raw = [b' '; 11];
+        let (base, ext) = match display.iter().position(|&b| b == b'.') {
+            Some(dot) => (&display[..dot], &display[dot + 1..]),
+            None => (display, &display[..0]),
+        };
+        for (dst, src) in raw[..8].iter_mut().zip(base) {
+            *dst = *src;
+        }
+        for (dst, src) in raw[8..].iter_mut().zip(ext) {
+            *dst = *src;
+        }
+        raw
+    }
+
+    fn invalid(what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("FAT structure is damaged: {what}"),
+        )
+    }
+
+    /// What of the boot sector the walk needs.
+    struct Geometry {
+        bytes_per_sector: u64,
+        sectors_per_cluster: u64,
+        fat_start: u64,
+        /// FAT12/16 fixed root directory: (offset, bytes). None on FAT32.
+        fixed_root: Option<(u64, u64)>,
+        root_cluster: u32,
+        data_start: u64,
+        clusters: u32,
+        fat_bits: u8,
+    }
+
+    impl Geometry {
+        fn read<T: Read + Seek>(disk: &mut T) -> io::Result<Geometry> {
+            let mut bs = [0u8; 512];
+            disk.seek(SeekFrom::Start(0))?;
+            disk.read_exact(&mut bs)?;
+            let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+            let u32_at =
+                |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+            let bytes_per_sector = u16_at(11);
+            let sectors_per_cluster = u64::from(bs[13]);
+            let reserved = u16_at(14);
+            let fats = u64::from(bs[16]);
+            let root_entries = u16_at(17);
+            let total = if u16_at(19) != 0 {
+                u16_at(19)
+            } else {
+                u32_at(32)
+            };
+            let fat_size = if u16_at(22) != 0 {
+                u16_at(22)
+            } else {
+                u32_at(36)
+            };
+            if bytes_per_sector == 0 || sectors_per_cluster == 0 {
+                return Err(invalid("zero sector or cluster size"));
+            }
+            let root_sectors = (root_entries * SLOT as u64).div_ceil(bytes_per_sector);
+            let first_data = reserved + fats * fat_size + root_sectors;
+            let clusters = total
+                .checked_sub(first_data)
+                .ok_or_else(|| invalid("no data area"))?
+                / sectors_per_cluster;
+            // The same thresholds fatfs (and Microsoft's spec) use.
+            let fat_bits = match clusters {
+                0..4085 => 12,
+                4085..65525 => 16,
+                _ => 32,
+            };
+            let fixed_root = (fat_bits != 32).then(|| {
+                (
+                    (reserved + fats * fat_size) * bytes_per_sector,
+                    root_entries * SLOT as u64,
+                )
+            });
+            Ok(Geometry {
+                bytes_per_sector,
+                sectors_per_cluster,
+                fat_start: reserved * bytes_per_sector,
+                fixed_root,
+                root_cluster: u32_at(44) as u32,
+                data_start: first_data * bytes_per_sector,
+                clusters: u32::try_from(clusters).map_err(|_| invalid("too many clusters"))?,
+                fat_bits,
+            })
+        }
+
+        fn cluster_bytes(&self) -> u64 {
+            self.bytes_per_sector * self.sectors_per_cluster
+        }
+
+        fn cluster_offset(&self, cluster: u32) -> io::Result<u64> {
+            if cluster < 2 || cluster - 2 >= self.clusters {
+                return Err(invalid("cluster number out of range"));
+            }
+            Ok(self.data_start + u64::from(cluster - 2) * self.cluster_bytes())
+        }
+
+        /// The next cluster of a chain, or None at its end.
+        fn next<T: Read + Seek>(&self, disk: &mut T, cluster: u32) -> io::Result<Option<u32>> {
+            let c = u64::from(cluster);
+            let (offset, width) = match self.fat_bits {
+                12 => (c + c / 2, 2),
+                16 => (c * 2, 2),
+                _ => (c * 4, 4),
+            };
+            let mut raw = [0u8; 4];
+            disk.seek(SeekFrom::Start(self.fat_start + offset))?;
+            disk.read_exact(&mut raw[..width])?;
+            let value = u32::from_le_bytes(raw);
+            let (value, end) = match self.fat_bits {
+                12 => (
+                    if cluster % 2 == 1 {
+                        value >> 4
+                    } else {
+                        value & 0xFFF
+                    },
+                    0xFF8,
+                ),
+                16 => (value, 0xFFF8),
+                _ => (value & 0x0FFF_FFFF, 0x0FFF_FFF8),
+            };
+            Ok((value < end).then_some(value))
+        }
+
+        /// Byte ranges holding a directory: the fixed root, or a chain.
+        fn dir_extents<T: Read + Seek>(
+            &self,
+            disk: &mut T,
+            first: Option<u32>,
+        ) -> io::Result<Vec<(u64, u64)>> {
+            let mut cluster = match (first, self.fixed_root) {
+                (None, Some(root)) => return Ok(vec![root]),
+                (None, None) => self.root_cluster,
+                (Some(c), _) => c,
+            };
+            let mut extents = Vec::new();
+            loop {
+                extents.push((self.cluster_offset(cluster)?, self.cluster_bytes()));
+                if extents.len() > self.clusters as usize {
+                    return Err(invalid("cluster chain loops"));
+                }
+                match self.next(disk, cluster)? {
+                    Some(next) => cluster = next,
+                    None => return Ok(extents),
+                }
+            }
+        }
+    }
+
+    /// Finds subdirectory `name` in the directory starting at `dir` (None:
+    /// the root) and returns its first cluster.
+    fn find_subdir<T: Read + Seek>(
+        disk: &mut T,
+        geo: &Geometry,
+        dir: Option<u32>,
+        name: &[u8; 11],
+    ) -> io::Result<u32> {
+        let mut slot = [0u8; SLOT];
+        for (start, len) in geo.dir_extents(disk, dir)? {
+            disk.seek(SeekFrom::Start(start))?;
+            for _ in 0..len / SLOT as u64 {
+                disk.read_exact(&mut slot)?;
+                if slot[0] == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "directory entry not found",
+                    ));
+                }
+                let attr = slot[ATTR];
+                if slot[0] == DELETED
+                    || attr == ATTR_LFN
+                    || attr & ATTR_VOLUME != 0
+                    || attr & ATTR_DIR == 0
+                {
+                    continue;
+                }
+                if &slot[..11] == name {
+                    let hi = if geo.fat_bits == 32 {
+                        u32::from(u16::from_le_bytes([slot[20], slot[21]]))
+                    } else {
+                        0
+                    };
+                    return Ok(hi << 16 | u32::from(u16::from_le_bytes([slot[26], slot[27]])));
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "directory entry not found",
+        ))
+    }
+
+    /// Repairs every directory along `path` (short names from the root).
+    pub(super) fn repair_path<T: Read + Write + Seek>(
+        disk: &mut T,
+        path: &[[u8; 11]],
+    ) -> io::Result<()> {
+        if path.is_empty() {
+            return Ok(());
+        }
+        let geo = Geometry::read(disk)?;
+        let mut parent: Option<u32> = None;
+        for name in path {
+            let cluster = find_subdir(disk, &geo, parent, name)?;
+            repair_dir(disk, &geo, cluster, parent.is_none())?;
+            parent = Some(cluster);
+        }
+        disk.flush()
+    }
+
+    fn repair_dir<T: Read + Write + Seek>(
+        disk: &mut T,
+        geo: &Geometry,
+        cluster: u32,
+        parent_is_root: bool,
+    ) -> io::Result<()> {
+        let offset = geo.cluster_offset(cluster)?;
+        let mut slots = [0u8; 4 * SLOT];
+        disk.seek(SeekFrom::Start(offset))?;
+        disk.read_exact(&mut slots)?;
+        let name = |i: usize| &slots[i * SLOT..i * SLOT + 11];
+        let attr = |i: usize| slots[i * SLOT + ATTR];
+        let broken =
+            attr(0) == ATTR_LFN && name(1) == DOT && attr(2) == ATTR_LFN && name(3) == DOTDOT;
+        if !broken {
+            return Ok(());
+        }
+        let mut fixed = [0u8; 4 * SLOT];
+        fixed[..SLOT].copy_from_slice(&slots[SLOT..2 * SLOT]);
+        fixed[SLOT..2 * SLOT].copy_from_slice(&slots[3 * SLOT..]);
+        if parent_is_root {
+            // `..` of a directory in the root names cluster 0, FAT32 too.
+            for b in [20, 21, 26, 27] {
+                fixed[SLOT + b] = 0;
+            }
+        }
+        fixed[2 * SLOT] = DELETED;
+        fixed[3 * SLOT] = DELETED;
+        disk.seek(SeekFrom::Start(offset))?;
+        disk.write_all(&fixed)
+    }
+}
