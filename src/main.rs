@@ -2,6 +2,7 @@
 //! runtime, renders what they report, and picks the exit code of DESIGN.md.
 //! No plan logic lives here.
 
+mod apply;
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,7 +22,7 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct CompileFlags {
+pub(crate) struct CompileFlags {
     /// Extra compatibility ruleset (YAML); later files override earlier rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
@@ -74,6 +75,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: RulesFormat,
     },
+    /// Carry out a plan on targets: stages in order until one succeeds.
+    Apply(apply::ApplyArgs),
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
@@ -112,7 +115,7 @@ fn parse_throughput(s: &str) -> Result<u64, String> {
 }
 
 /// Exit codes of DESIGN.md.
-mod exit {
+pub(crate) mod exit {
     pub const OK: u8 = 0;
     pub const ERRORS: u8 = 1;
     pub const USAGE: u8 = 2;
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Compile { plan, output, flags } => compile_to(&plan, &output, &flags),
         Command::Graph { plan, format, flags } => graph(&plan, format, &flags),
         Command::Rules { rules, format } => print_rules(&rules, format),
+        Command::Apply(args) => apply::run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),
@@ -271,7 +275,7 @@ fn check(plans: &[PathBuf], format: Format, flags: &CompileFlags) -> u8 {
 
 /// Compile one plan for commands that need the result; diagnostics are
 /// printed (human) either way.
-fn compiled(path: &Path, flags: &CompileFlags) -> Result<rplan_compiler::CompiledPlan, u8> {
+pub(crate) fn compiled(path: &Path, flags: &CompileFlags) -> Result<rplan_compiler::CompiledPlan, u8> {
     let mut reporter = Reporter::new(Format::Human, flags.strict);
     let result = load_rules(&flags.rules, &mut reporter).and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
     reporter.finish();

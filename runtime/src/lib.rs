@@ -12,3 +12,8 @@ pub mod raid;
 pub mod restore;
 pub mod table;
 pub mod target;
+pub mod events;
+pub mod executor;
+pub mod journal;
+pub mod layout;
+pub mod process;

@@ -1,0 +1,117 @@
+//! What the executor tells the world while it works: step and stage events,
+//! bytes done. People get indicatif progress bars on a terminal (plain lines
+//! otherwise); tools get one JSON object per line (`--format json`).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::io::Write;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event<'a> {
+    StageStarted { stage: &'a str, kind: &'a str },
+    StepStarted { step: &'a str, description: &'a str, total_bytes: Option<u64> },
+    Bytes { step: &'a str, done: u64, total: u64 },
+    StepFinished { step: &'a str, outcome: &'a str, message: Option<&'a str> },
+    StageFinished { stage: &'a str, ok: bool },
+    Finished { ok: bool, stage: Option<&'a str> },
+}
+
+pub trait Observer {
+    fn event(&mut self, e: &Event);
+}
+
+/// For people: a progress bar per long step on a terminal.
+pub struct Human {
+    bar: Option<ProgressBar>,
+    terminal: bool,
+}
+
+impl Human {
+    pub fn new(terminal: bool) -> Human {
+        Human { bar: None, terminal }
+    }
+}
+
+impl Observer for Human {
+    fn event(&mut self, e: &Event) {
+        let mut err = std::io::stderr().lock();
+        match e {
+            Event::StageStarted { stage, kind } => {
+                let _ = writeln!(err, "── stage {stage} ({kind})");
+            }
+            Event::StepStarted { description, total_bytes, .. } => {
+                if let (true, Some(total)) = (self.terminal, total_bytes) {
+                    let bar = ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
+                    bar.set_style(
+                        ProgressStyle::with_template("   {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    bar.set_message(description.to_string());
+                    self.bar = Some(bar);
+                } else {
+                    let _ = writeln!(err, "   {description} …");
+                }
+            }
+            Event::Bytes { done, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*done);
+                }
+            }
+            Event::StepFinished { step, outcome, message } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                let mark = match *outcome {
+                    "ok" => "✔",
+                    "skipped" | "unchanged" => "·",
+                    _ => "✘",
+                };
+                let _ = writeln!(err, "   {mark} {step} {outcome}{}", message.map(|m| format!(": {m}")).unwrap_or_default());
+            }
+            Event::StageFinished { stage, ok } => {
+                let _ = writeln!(err, "── stage {stage} {}", if *ok { "succeeded" } else { "failed" });
+            }
+            Event::Finished { ok, stage } => {
+                let _ = match (ok, stage) {
+                    (true, Some(s)) => writeln!(err, "recovered by stage {s}"),
+                    _ => writeln!(err, "every stage failed"),
+                };
+            }
+        }
+    }
+}
+
+/// For tools: JSON lines on stdout.
+pub struct Json;
+
+impl Observer for Json {
+    fn event(&mut self, e: &Event) {
+        if let Ok(line) = serde_json::to_string(e) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Throttles byte events to about one per 1% of a step (or per 64 MiB).
+pub struct Throttle {
+    last: u64,
+    every: u64,
+}
+
+impl Throttle {
+    pub fn new(total: u64) -> Throttle {
+        Throttle { last: 0, every: (total / 100).clamp(1 << 20, 64 << 20) }
+    }
+
+    pub fn due(&mut self, done: u64) -> bool {
+        if done >= self.last + self.every {
+            self.last = done;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! The executor: carries out a compiled plan, stage by stage up the
+//! escalation ladder, step by step in the compiled order.
+//!
+//! Safety first, in this order: every target is opened exclusively and
+//! checked (in use, size, sector size, identity) before any byte is written
+//! anywhere; the operator confirms unless `--yes`; every step is journaled
+//! before and after; writes stay inside table areas and declared partition
+//! ranges (the [`Region`] a step gets cannot reach further); restored bytes
+//! are verified by sha256. Within ASR a failed critical step fails the
+//! stage, a failed non-critical step is reported and skips only what
+//! depends on it (the seed: ASR restores at least the disks needed to boot).
+
+use crate::events::{Event, Observer, Throttle};
+use crate::journal::{Journal, JournalState, Record};
+use crate::layout;
+use crate::mkfs::{self, FormatOptions, Holes};
+use crate::raid::VolumeWriter;
+use crate::restore::{self, Expected, RestoreOptions};
+use crate::table;
+use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
+use rplan_compiler::analyze::disks::stable_hash;
+use rplan_compiler::compiled::{CStep, CompiledPlan, StepKind};
+use rplan_compiler::model::{ArtifactFormat, Content, Fs, StageKind};
+use rplan_compiler::size::human_bytes;
+use rplan_compiler::{codes, Diagnostic};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `--target disk0=PATH`.
+#[derive(Debug, Clone)]
+pub struct TargetArg {
+    pub disk: String,
+    pub path: PathBuf,
+}
+
+pub struct ApplyOptions {
+    /// Proceed despite a foreign partition table or a sector-size mismatch.
+    pub force: bool,
+    /// Continue an interrupted apply from its journal.
+    pub resume: bool,
+    /// Manual actions fail instead of asking.
+    pub unattended: bool,
+    pub journal_dir: PathBuf,
+    /// Where mkfs's temporary images go.
+    pub temp_dir: Option<PathBuf>,
+    /// Asks the operator to go ahead; `None` means `--yes`.
+    pub confirm: Option<Box<dyn FnMut(&str) -> bool>>,
+    /// Asks a person to carry out a manual action; true when done.
+    pub manual: Box<dyn FnMut(&str) -> bool>,
+}
+
+/// How an apply ended, with what it has to say.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A stage succeeded (possibly with non-critical failures reported).
+    Recovered { stage: String, diagnostics: Vec<Diagnostic> },
+    /// Every stage failed.
+    AllFailed { diagnostics: Vec<Diagnostic> },
+    /// Nothing was done: a target or the plan was refused.
+    Refused { diagnostics: Vec<Diagnostic> },
+    /// Bad invocation or an I/O problem outside the targets (journal).
+    Usage { diagnostics: Vec<Diagnostic> },
+}
+
+struct Target {
+    path: PathBuf,
+    device: Box<dyn Device>,
+    /// The disk already carried exactly the plan's table when we opened it.
+    table_matched: bool,
+}
+
+/// Check the compiled plan's artifacts still hash to what it says: a
+/// compiled plan whose backup changed is stale, like an old Terraform plan.
+pub fn check_artifacts(plan: &CompiledPlan) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for a in &plan.artifacts {
+        match rplan_compiler::analyze::artifacts::hash_artifact(Path::new(&a.path), a.format) {
+            Err(e) => out.push(Diagnostic::error(codes::STALE_COMPILED, "", format!("artifact `{}` ({}): {e}", a.id, a.path))),
+            Ok((sha, len)) => {
+                if sha != a.sha256 || a.size.is_some_and(|s| s != len) {
+                    out.push(
+                        Diagnostic::error(codes::STALE_COMPILED, "", format!("artifact `{}` changed since the plan was compiled", a.id))
+                            .help("compile the plan again against the current backup"),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions, obs: &mut dyn Observer) -> Outcome {
+    // Which disks need targets: all of them, if there is an ASR stage.
+    let has_asr = plan.stages.iter().any(|s| s.kind == StageKind::Asr);
+    let mut problems = Vec::new();
+    for t in targets {
+        if plan.disk(&t.disk).is_none() {
+            let ids: Vec<&str> = plan.disks.iter().map(|d| d.id.as_str()).collect();
+            return Outcome::Usage {
+                diagnostics: vec![Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("--target names disk `{}`, which the plan does not have", t.disk))
+                    .help(format!("the plan's disks: {}", ids.join(", ")))],
+            };
+        }
+        if targets.iter().filter(|o| o.disk == t.disk).count() > 1 {
+            return Outcome::Usage { diagnostics: vec![Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("disk `{}` is given two targets", t.disk))] };
+        }
+    }
+    let mut opened: Vec<Option<Target>> = Vec::new();
+    for (di, disk) in plan.disks.iter().enumerate() {
+        let Some(t) = targets.iter().find(|t| t.disk == disk.id) else {
+            if has_asr {
+                problems.push(
+                    Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no target for disk `{}`", disk.id))
+                        .help(format!("name it: --target {}=/dev/sdX (or an image file); rplan never guesses which disk to overwrite", disk.id)),
+                );
+            }
+            opened.push(None);
+            continue;
+        };
+        match open_checked(plan, di, &t.path, opts.force) {
+            Ok(target) => opened.push(Some(target)),
+            Err(d) => {
+                problems.extend(d);
+                opened.push(None);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Outcome::Refused { diagnostics: problems };
+    }
+    let pairs: Vec<(String, String)> = targets.iter().map(|t| (t.disk.clone(), t.path.display().to_string())).collect();
+    if let Some(confirm) = opts.confirm.as_mut() {
+        let list: Vec<String> = pairs.iter().map(|(d, p)| format!("  {d} = {p}")).collect();
+        let question = format!(
+            "rplan will try the stages of `{}` in order; its ASR stage overwrites the partition tables and partitions of:\n{}\n",
+            plan.name,
+            list.join("\n")
+        );
+        if !confirm(&question) {
+            return Outcome::Refused { diagnostics: vec![Diagnostic::error(codes::NOT_CONFIRMED, "", "not confirmed; nothing was written").help("answer `yes`, or pass --yes")] };
+        }
+    }
+    let journal_path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
+    let mut journal = match Journal::open(&journal_path) {
+        Ok(j) => j,
+        Err(e) => {
+            return Outcome::Usage {
+                diagnostics: vec![Diagnostic::error(codes::IO_FAILED, "", format!("cannot open journal {}: {e}", journal_path.display())).help("choose another directory with --journal DIR")],
+            }
+        }
+    };
+    match (journal.state(), opts.resume) {
+        (JournalState::Interrupted, false) => {
+            return Outcome::Refused {
+                diagnostics: vec![Diagnostic::error(codes::JOURNAL_MISMATCH, "", format!("an earlier apply of this plan was interrupted ({})", journal.path().display()))
+                    .help("continue it with --resume; the end state will be the same as an uninterrupted run")],
+            }
+        }
+        (JournalState::Interrupted, true) if journal.targets() != Some(pairs.as_slice()) => {
+            return Outcome::Refused {
+                diagnostics: vec![Diagnostic::error(codes::JOURNAL_MISMATCH, "", "the interrupted apply used other targets").help(format!("resume with the same --target arguments: {:?}", journal.targets().unwrap_or_default()))],
+            }
+        }
+        (JournalState::Interrupted, true) => {}
+        _ => {
+            if let Err(e) = journal.append(Record::Begin { plan_hash: plan.plan_hash.clone(), targets: pairs.clone() }) {
+                return Outcome::Usage { diagnostics: vec![Diagnostic::error(codes::IO_FAILED, "", format!("cannot write journal: {e}"))] };
+            }
+        }
+    }
+    let mut run = Run { plan, targets: opened, journal, opts: &mut opts, obs, reports: Vec::new(), resuming: false };
+    run.resuming = run.opts.resume;
+    run.stages()
+}
+
+/// Open one target exclusively and check it; every refusal is collected.
+fn open_checked(plan: &CompiledPlan, di: usize, path: &Path, force: bool) -> Result<Target, Vec<Diagnostic>> {
+    let disk = &plan.disks[di];
+    let name = format!("{}={}", disk.id, path.display());
+    if let Some(why) = target::mounted_or_in_use(path) {
+        return Err(vec![Diagnostic::error(codes::TARGET_IN_USE, "", format!("target {name} is in use: {why}")).help("unmount it and stop what uses it; rplan never writes to a disk in use")]);
+    }
+    let opened: Result<Box<dyn Device>, TargetError> = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => ImageFile::open(path, Access::ReadWrite).and_then(|f| f.with_sector_size(disk.sector_size)).map(|f| Box::new(f) as Box<dyn Device>),
+        _ => target::open_target(path, Access::ReadWrite),
+    };
+    let device = opened.map_err(|e| {
+        let code = match e {
+            TargetError::NotFound => codes::TARGET_MISSING,
+            TargetError::Locked => codes::TARGET_LOCKED,
+            TargetError::InUse(_) => codes::TARGET_IN_USE,
+            _ => codes::TARGET_MISSING,
+        };
+        vec![Diagnostic::error(code, "", format!("cannot open target {name}: {e}"))]
+    })?;
+    let mut problems = Vec::new();
+    if device.len() < disk.min_size {
+        problems.push(
+            Diagnostic::error(codes::TARGET_TOO_SMALL, "", format!("target {name} holds {}, the plan needs at least {}", human_bytes(device.len()), human_bytes(disk.min_size)))
+                .help("restore onto a disk at least as large as the original"),
+        );
+    }
+    if device.sector_size() != disk.sector_size && !force {
+        problems.push(Diagnostic::error(
+            codes::SECTOR_MISMATCH,
+            "",
+            format!("target {name} has {}-byte sectors, the plan's disk {}-byte ones", device.sector_size(), disk.sector_size),
+        ));
+    }
+    let spec = layout::table_spec(disk, device.len());
+    let table_matched = problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
+    if !table_matched && !force {
+        match table::read_table(device.as_ref()) {
+            Ok(None) => {}
+            Ok(Some(existing)) => {
+                if existing.kind != spec.kind {
+                    let show = |k: &table::TableKind| match k {
+                        table::TableKind::Mbr { signature } => format!("an MBR table with signature 0x{signature:08x}"),
+                        table::TableKind::Gpt { disk_guid } => format!("a GPT table with disk GUID {disk_guid}"),
+                    };
+                    problems.push(
+                        Diagnostic::error(codes::SIGNATURE_MISMATCH, "", format!("target {name} carries {}, the plan's disk has {}: is this the right disk?", show(&existing.kind), show(&spec.kind)))
+                            .help("check the target; if it really is to be overwritten, pass --force"),
+                    );
+                }
+            }
+            Err(e) => problems.push(
+                Diagnostic::error(codes::SIGNATURE_MISMATCH, "", format!("target {name} holds something that looks like a damaged partition table: {e}"))
+                    .help("check the target; if it really is to be overwritten, pass --force"),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Target { path: path.to_path_buf(), device, table_matched })
+    } else {
+        Err(problems)
+    }
+}
+
+struct Run<'a> {
+    plan: &'a CompiledPlan,
+    targets: Vec<Option<Target>>,
+    journal: Journal,
+    opts: &'a mut ApplyOptions,
+    obs: &'a mut dyn Observer,
+    /// Non-critical failures and other things to tell at the end.
+    reports: Vec<Diagnostic>,
+    resuming: bool,
+}
+
+/// Why a step did not succeed.
+struct StepError(Diagnostic);
+
+impl<E: std::fmt::Display> From<(&'static str, E)> for StepError {
+    fn from((code, e): (&'static str, E)) -> Self {
+        StepError(Diagnostic::error(code, "", e.to_string()))
+    }
+}
+
+type StepResult = Result<StepOk, StepError>;
+
+enum StepOk {
+    Done { fingerprint: Option<String> },
+    /// Found already in place; nothing written.
+    Unchanged { fingerprint: Option<String> },
+}
+
+impl Run<'_> {
+    fn journal(&mut self, r: Record) -> Result<(), Diagnostic> {
+        self.journal
+            .append(r)
+            .map_err(|e| Diagnostic::error(codes::IO_FAILED, "", format!("cannot write journal {}: {e}", self.journal.path().display())))
+    }
+
+    fn stages(mut self) -> Outcome {
+        let plan = self.plan;
+        for stage in &plan.stages {
+            self.obs.event(&Event::StageStarted { stage: &stage.id, kind: stage.kind.name() });
+            let ok = match self.stage(stage) {
+                Ok(ok) => ok,
+                Err(d) => return Outcome::Usage { diagnostics: vec![d] },
+            };
+            self.obs.event(&Event::StageFinished { stage: &stage.id, ok });
+            if let Err(d) = self.journal(Record::StageDone { stage: stage.id.clone(), ok }) {
+                return Outcome::Usage { diagnostics: vec![d] };
+            }
+            if ok {
+                let _ = self.journal(Record::End { ok: true, stage: Some(stage.id.clone()) });
+                self.obs.event(&Event::Finished { ok: true, stage: Some(&stage.id) });
+                return Outcome::Recovered { stage: stage.id.clone(), diagnostics: self.reports };
+            }
+        }
+        let _ = self.journal(Record::End { ok: false, stage: None });
+        self.obs.event(&Event::Finished { ok: false, stage: None });
+        Outcome::AllFailed { diagnostics: self.reports }
+    }
+
+    /// Run one stage; Ok(success). Err only for journal failures.
+    fn stage(&mut self, stage: &rplan_compiler::compiled::CStage) -> Result<bool, Diagnostic> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(stage.timeout_s);
+        let mut failed: HashSet<&str> = HashSet::new();
+        let order: Vec<&CStep> = self.plan.order.iter().filter_map(|id| stage.steps.iter().find(|s| &s.id == id)).collect();
+        for step in order {
+            if let Some(dep) = step.after.iter().find(|a| failed.contains(a.as_str())) {
+                failed.insert(&step.id);
+                let msg = format!("skipped: `{dep}` failed");
+                self.obs.event(&Event::StepFinished { step: &step.id, outcome: "skipped", message: Some(&msg) });
+                continue;
+            }
+            if Instant::now() >= deadline {
+                self.reports.push(Diagnostic::error(codes::COMMAND_TIMEOUT, "", format!("stage `{}` ran out of time ({}s) before `{}`", stage.id, stage.timeout_s, step.id)));
+                return Ok(false);
+            }
+            if self.resuming && matches!(step.kind, StepKind::Run | StepKind::Manual | StepKind::Probe) && self.journal.done(&step.id).is_some() {
+                self.obs.event(&Event::StepFinished { step: &step.id, outcome: "unchanged", message: Some("done before the interruption") });
+                continue;
+            }
+            self.obs.event(&Event::StepStarted { step: &step.id, description: &step.description, total_bytes: self.step_bytes(step) });
+            self.journal(Record::StepStarted { step: step.id.clone() })?;
+            let result = self.step(step, deadline);
+            let (ok, fingerprint, message, outcome) = match &result {
+                Ok(StepOk::Done { fingerprint }) => (true, fingerprint.clone(), None, "ok"),
+                Ok(StepOk::Unchanged { fingerprint }) => (true, fingerprint.clone(), Some("already in place".to_string()), "unchanged"),
+                Err(StepError(d)) => (false, None, Some(d.message.clone()), "failed"),
+            };
+            self.journal(Record::StepDone { step: step.id.clone(), ok, fingerprint, message: message.clone() })?;
+            self.obs.event(&Event::StepFinished { step: &step.id, outcome, message: message.as_deref() });
+            if let Err(StepError(d)) = result {
+                failed.insert(&step.id);
+                let critical = step.critical;
+                let d = Diagnostic { message: format!("step `{}` failed: {}", step.id, d.message), ..d };
+                if critical {
+                    self.reports.push(d);
+                    return Ok(false);
+                }
+                self.reports.push(Diagnostic { severity: rplan_compiler::Severity::Warning, ..d }.help("not critical: the rest of the restore went on"));
+            }
+        }
+        Ok(true)
+    }
+
+    fn step_bytes(&self, step: &CStep) -> Option<u64> {
+        match step.kind {
+            StepKind::RestoreImage | StepKind::Verify => {
+                let content = self.content_of(step)?;
+                content.image.as_ref().and_then(|i| self.plan.artifact(i)).and_then(|a| a.size)
+            }
+            _ => None,
+        }
+    }
+
+    fn content_of(&self, step: &CStep) -> Option<&Content> {
+        match (&step.volume, &step.disk, &step.partition) {
+            (Some(v), ..) => self.plan.volume(v)?.content.as_ref(),
+            (None, Some(d), Some(p)) => self.plan.disk(d)?.partition(p)?.content.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn step(&mut self, step: &CStep, deadline: Instant) -> StepResult {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match step.kind {
+            StepKind::Run | StepKind::Probe => {
+                let argv = step.argv.clone().unwrap_or_default();
+                let limit = Duration::from_secs(step.timeout_s.unwrap_or(600)).min(remaining);
+                match crate::process::run(&argv, limit) {
+                    crate::process::Outcome::Success => Ok(StepOk::Done { fingerprint: None }),
+                    crate::process::Outcome::TimedOut => Err((codes::COMMAND_TIMEOUT, format!("`{}` did not finish within {}s and was killed", argv.join(" "), limit.as_secs())).into()),
+                    crate::process::Outcome::NotStarted(e) => Err((codes::COMMAND_FAILED, format!("cannot run `{}`: {e}", argv.join(" "))).into()),
+                    crate::process::Outcome::Failed { code, output } => {
+                        let tail = output.lines().last().map(|l| format!(": {l}")).unwrap_or_default();
+                        Err((codes::COMMAND_FAILED, format!("`{}` exited with {}{tail}", argv.join(" "), code.map_or("a signal".into(), |c| c.to_string()))).into())
+                    }
+                }
+            }
+            StepKind::Manual => {
+                let text = step.text.clone().unwrap_or_default();
+                if self.opts.unattended {
+                    return Err((codes::COMMAND_FAILED, "a manual action needs a person, and this run is unattended").into());
+                }
+                if (self.opts.manual)(&text) {
+                    Ok(StepOk::Done { fingerprint: None })
+                } else {
+                    Err((codes::COMMAND_FAILED, "the operator reported the manual action failed").into())
+                }
+            }
+            StepKind::CheckTarget => {
+                let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
+                let min = self.plan.disks[di].min_size;
+                let t = target(self.plan, &mut self.targets, di)?;
+                if t.device.len() < min {
+                    return Err((codes::TARGET_TOO_SMALL, format!("{} is smaller than {}", t.path.display(), human_bytes(min))).into());
+                }
+                Ok(StepOk::Done { fingerprint: None })
+            }
+            StepKind::ClearSignatures => {
+                let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
+                let disk = &self.plan.disks[di];
+                let t = target(self.plan, &mut self.targets, di)?;
+                let spec = layout::table_spec(disk, t.device.len());
+                if table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))? {
+                    // The disk is already ours: its partitions hold restored data.
+                    return Ok(StepOk::Unchanged { fingerprint: None });
+                }
+                let ranges: Vec<(u64, u64)> = disk.partitions.iter().map(|p| layout::extent(disk, p, t.device.len())).collect();
+                table::clear_signatures(t.device.as_mut(), &ranges).map_err(|e| (codes::IO_FAILED, e))?;
+                t.device.sync().map_err(|e| (codes::IO_FAILED, e))?;
+                Ok(StepOk::Done { fingerprint: None })
+            }
+            StepKind::WriteTable => {
+                let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
+                let disk = &self.plan.disks[di];
+                let t = target(self.plan, &mut self.targets, di)?;
+                let spec = layout::table_spec(disk, t.device.len());
+                if table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))? {
+                    return Ok(StepOk::Unchanged { fingerprint: None });
+                }
+                table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
+                Ok(StepOk::Done { fingerprint: None })
+            }
+            StepKind::AssembleVolume => {
+                let v = self.plan.volume(step.volume.as_deref().unwrap_or_default()).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", "unknown volume")))?;
+                self.with_place(step, |dev, _| {
+                    if dev.len() < v.usable_size {
+                        return Err((codes::TARGET_TOO_SMALL, format!("volume `{}` has {} usable, the plan needs {}", v.id, human_bytes(dev.len()), human_bytes(v.usable_size))).into());
+                    }
+                    Ok(StepOk::Done { fingerprint: None })
+                })
+            }
+            StepKind::RestoreImage => self.restore(step),
+            StepKind::Format => self.format(step),
+            StepKind::InstallFiles => self.files(step),
+            StepKind::Verify => self.verify(step),
+        }
+    }
+
+    fn with_place<R>(&mut self, step: &CStep, f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>) -> Result<R, StepError> {
+        with_place(self.plan, &mut self.targets, step, f)
+    }
+
+    fn artifact(&self, id: &str) -> Result<(PathBuf, ArtifactFormat, Expected), StepError> {
+        let a = self.plan.artifact(id).ok_or_else(|| StepError(Diagnostic::error(codes::ARTIFACT_MISSING, "", format!("no artifact `{id}`"))))?;
+        let sha = decode_sha(&a.sha256).ok_or_else(|| StepError(Diagnostic::error(codes::ARTIFACT_SHA256, "", format!("artifact `{id}` has a malformed sha256"))))?;
+        Ok((PathBuf::from(&a.path), a.format, Expected { size: a.size, sha256: sha }))
+    }
+
+    fn restore(&mut self, step: &CStep) -> StepResult {
+        let image = self.content_of(step).and_then(|c| c.image.clone()).unwrap_or_default();
+        let (path, format, expected) = self.artifact(&image)?;
+        let size = expected.size.unwrap_or(0);
+        let sha = hex(&expected.sha256);
+        let prior = self.journal.done_before(&step.id).is_some();
+        let matched = step.disk.as_deref().and_then(|d| self.plan.disks.iter().position(|x| x.id == d)).and_then(|di| self.targets[di].as_ref()).is_some_and(|t| t.table_matched);
+        let obs = &mut *self.obs;
+        let step_id = step.id.clone();
+        with_place(self.plan, &mut self.targets, step, |dev, _| {
+            // Already there (a re-apply)? Then nothing needs writing.
+            if (prior || matched) && size <= dev.len() && hash_range(dev, 0, size, &mut |_| {}).ok().as_deref() == Some(sha.as_str()) {
+                return Ok(StepOk::Unchanged { fingerprint: Some(sha.clone()) });
+            }
+            let fmt = match format {
+                ArtifactFormat::RawZstd => restore::ArtifactFormat::RawZstd,
+                _ => restore::ArtifactFormat::Raw,
+            };
+            let mut src = restore::open_artifact(&path, fmt).map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
+            // Zero the image's range first (a punched hole or BLKZEROOUT),
+            // so zero runs of the image need not be written at all.
+            let zeroed = dev.zero_range(0, size.min(dev.len())).is_ok();
+            let mut throttle = Throttle::new(size);
+            let total = size;
+            let capacity = dev.len();
+            let stats = restore::restore(dev, 0, capacity, &mut src, &expected, &RestoreOptions { skip_zeros: zeroed }, &mut |done| {
+                if throttle.due(done) {
+                    obs.event(&Event::Bytes { step: &step_id, done, total });
+                }
+            })
+            .map_err(|e| {
+                let code = if matches!(e, restore::RestoreError::Sha256Mismatch { .. } | restore::RestoreError::SizeMismatch { .. }) { codes::VERIFY_MISMATCH } else { codes::IO_FAILED };
+                (code, e)
+            })?;
+            let _ = stats;
+            Ok(StepOk::Done { fingerprint: Some(sha.clone()) })
+        })
+    }
+
+    fn format(&mut self, step: &CStep) -> StepResult {
+        let Some(f) = self.content_of(step).and_then(|c| c.format.clone()) else {
+            return Err((codes::IO_FAILED, "no filesystem to make").into());
+        };
+        let fs = match f.fs {
+            Fs::Fat16 => mkfs::Fs::Fat16,
+            Fs::Fat32 => mkfs::Fs::Fat32,
+            Fs::Ext4 => mkfs::Fs::Ext4,
+            Fs::Ntfs => mkfs::Fs::Ntfs,
+        };
+        if let Some(unchanged) = self.unchanged(step) {
+            return Ok(unchanged);
+        }
+        let sector_size = self.sector_size(step);
+        let seed_bytes = stable_hash(&[&self.plan.name, &step.id, "filesystem"]);
+        let seed = u64::from_le_bytes([seed_bytes[0], seed_bytes[1], seed_bytes[2], seed_bytes[3], seed_bytes[4], seed_bytes[5], seed_bytes[6], seed_bytes[7]]);
+        let temp = self.opts.temp_dir.clone();
+        self.with_place(step, |dev, first_sector| {
+            let len = dev.len();
+            let holes = if dev.zero_range(0, len).is_ok() { Holes::AlreadyZero } else { Holes::WriteZeros };
+            let opts = FormatOptions {
+                label: f.label.as_deref(),
+                sector_size,
+                seed,
+                partition_start_sector: first_sector,
+                holes,
+                temp_dir: temp.as_deref(),
+            };
+            let mut region = Region::whole(dev);
+            mkfs::format(&mut region, len, fs, &opts).map_err(|e| {
+                let code = if matches!(e, mkfs::MkfsError::ToolMissing(..)) { codes::TOOL_MISSING } else { codes::COMMAND_FAILED };
+                (code, e)
+            })?;
+            region.flush().map_err(|e| (codes::IO_FAILED, e))?;
+            let fp = hash_range(&region, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
+            Ok(StepOk::Done { fingerprint: Some(fp) })
+        })
+    }
+
+    fn files(&mut self, step: &CStep) -> StepResult {
+        let files = self.content_of(step).map(|c| c.files.clone()).unwrap_or_default();
+        if let Some(unchanged) = self.unchanged(step) {
+            return Ok(unchanged);
+        }
+        // A torn install after a crash: make the filesystem again first, so
+        // that the result is byte-identical to an uninterrupted run.
+        if self.journal.torn(&step.id) {
+            let format_step = step.after.first().and_then(|id| self.plan.step(id)).map(|(_, s)| s.clone());
+            if let Some(fs_step) = format_step.filter(|s| s.kind == StepKind::Format) {
+                self.format(&fs_step)?;
+            }
+        }
+        let mut sources = Vec::new();
+        for f in &files {
+            let (path, _, expected) = self.artifact(&f.artifact)?;
+            sources.push((f.to.clone(), path, expected));
+        }
+        self.with_place(step, |dev, _| {
+            for (to, path, expected) in &sources {
+                let mut file = std::fs::File::open(path).map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
+                crate::fat::install_file(Region::whole(&mut *dev), to, &mut file).map_err(|e| (codes::IO_FAILED, format!("installing {to}: {e}")))?;
+                // Read it back through the filesystem: verify every byte.
+                let mut sink = HashingSink::default();
+                crate::fat::read_file(Region::whole(&mut *dev), to, &mut sink).map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back {to}: {e}")))?;
+                if sink.hasher.finalize().as_slice() != expected.sha256 {
+                    return Err((codes::VERIFY_MISMATCH, format!("{to} reads back different from artifact {}", path.display())).into());
+                }
+            }
+            let len = dev.len();
+            let fp = hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
+            Ok(StepOk::Done { fingerprint: Some(fp) })
+        })
+    }
+
+    /// A write step the journal says was done, whose range still hashes to
+    /// the recorded fingerprint: skip it.
+    fn unchanged(&mut self, step: &CStep) -> Option<StepOk> {
+        let fp = self.journal.done_before(&step.id)??.to_string();
+        // The content chain after this step changes the range: only the last
+        // step's fingerprint describes what is there now.
+        let later = self.plan.stages.iter().flat_map(|s| &s.steps).filter(|s| s.after.contains(&step.id) && matches!(s.kind, StepKind::InstallFiles)).map(|s| s.id.clone()).next();
+        let expect = match later {
+            Some(next) => self.journal.done(&next)??.to_string(),
+            None => fp.clone(),
+        };
+        let now = self.with_place(step, |dev, _| {
+            let len = dev.len();
+            hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e).into())
+        });
+        (now.ok()? == expect).then_some(StepOk::Unchanged { fingerprint: Some(fp) })
+    }
+
+    fn sector_size(&self, step: &CStep) -> u32 {
+        step.disk
+            .as_deref()
+            .and_then(|d| self.plan.disk(d))
+            .or_else(|| step.volume.as_deref().and_then(|v| self.plan.volume(v)).and_then(|v| v.members.first()).and_then(|m| self.plan.disk(&m.disk)))
+            .map_or(512, |d| d.sector_size)
+    }
+
+    fn verify(&mut self, step: &CStep) -> StepResult {
+        let content = self.content_of(step).cloned().unwrap_or(Content { image: None, format: None, files: Vec::new() });
+        // What the last content step recorded, or the image's own hash.
+        let producer = step.after.first().cloned().unwrap_or_default();
+        let (len, expect) = match (&content.image, self.journal.done(&producer).flatten()) {
+            (Some(image), _) => {
+                let (_, _, e) = self.artifact(image)?;
+                (e.size, hex(&e.sha256))
+            }
+            (None, Some(fp)) => (None, fp.to_string()),
+            (None, None) => return Err((codes::VERIFY_MISMATCH, format!("nothing recorded for `{producer}` to verify against")).into()),
+        };
+        let obs = &mut *self.obs;
+        let id = step.id.clone();
+        with_place(self.plan, &mut self.targets, step, |dev, _| {
+            let n = len.unwrap_or(dev.len());
+            let mut throttle = Throttle::new(n);
+            let got = hash_range(dev, 0, n, &mut |done| {
+                if throttle.due(done) {
+                    obs.event(&Event::Bytes { step: &id, done, total: n });
+                }
+            })
+            .map_err(|e| (codes::IO_FAILED, e))?;
+            if got != expect {
+                return Err((codes::VERIFY_MISMATCH, format!("read back sha256 {got}, expected {expect}")).into());
+            }
+            Ok(StepOk::Done { fingerprint: Some(got) })
+        })
+    }
+}
+
+
+/// Run `f` on the step's place: its partition's [`Region`], or its volume
+/// through the md layout. `f` also gets the partition's first sector (0 for
+/// a volume).
+fn with_place<R>(plan: &CompiledPlan, targets: &mut [Option<Target>], step: &CStep, f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>) -> Result<R, StepError> {
+    if let Some(vid) = &step.volume {
+        let v = plan.volume(vid).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no volume `{vid}`"))))?;
+        let lens: Vec<u64> = targets.iter().map(|t| t.as_ref().map_or(0, |t| t.device.len())).collect();
+        let mut members = layout::members(plan, v, |di| lens[di]).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", "a volume member is missing")))?;
+        // VolumeWriter indexes the devices it is given: hand it only the
+        // member disks, renumbered.
+        let used: Vec<usize> = {
+            let mut u: Vec<usize> = members.iter().map(|m| m.device).collect();
+            u.sort_unstable();
+            u.dedup();
+            u
+        };
+        for m in &mut members {
+            m.device = used.iter().position(|&d| d == m.device).unwrap_or(0);
+        }
+        let mut devices: Vec<&mut dyn Device> = Vec::new();
+        for (di, t) in targets.iter_mut().enumerate() {
+            if used.contains(&di) {
+                match t {
+                    Some(t) => devices.push(t.device.as_mut()),
+                    None => return Err((codes::UNKNOWN_TARGET, format!("no target for member disk `{}`", plan.disks[di].id)).into()),
+                }
+            }
+        }
+        let writer = VolumeWriter::new(devices, layout::raid_layout(v), &members).map_err(|e| (codes::IO_FAILED, e))?;
+        let mut dev = VolumeDevice::new(writer);
+        let r = f(&mut dev, 0)?;
+        dev.finish().map_err(|e| (codes::IO_FAILED, e))?;
+        return Ok(r);
+    }
+    let (Some(d), Some(p)) = (&step.disk, &step.partition) else {
+        return Err((codes::UNKNOWN_TARGET, "step has no place").into());
+    };
+    let di = disk_index(plan, d)?;
+    let disk = &plan.disks[di];
+    let part = disk.partition(p).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no partition `{p}`"))))?;
+    let t = target(plan, targets, di)?;
+    let (start, len) = layout::extent(disk, part, t.device.len());
+    let mut region = Region::new(t.device.as_mut(), start, len).map_err(|e| (codes::IO_FAILED, e))?;
+    let r = f(&mut region, start / u64::from(disk.sector_size))?;
+    region.sync().map_err(|e| (codes::IO_FAILED, e))?;
+    Ok(r)
+}
+
+fn disk_index(plan: &CompiledPlan, id: &str) -> Result<usize, StepError> {
+    plan.disks.iter().position(|d| d.id == id).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no disk `{id}`"))))
+}
+
+fn target<'t>(plan: &CompiledPlan, targets: &'t mut [Option<Target>], di: usize) -> Result<&'t mut Target, StepError> {
+    let id = &plan.disks[di].id;
+    targets[di].as_mut().ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no target for disk `{id}`"))))
+}
+
+/// sha256 of `[start, start+len)` of `dev`, read in 4 MiB blocks.
+pub fn hash_range(dev: &dyn Device, start: u64, len: u64, progress: &mut dyn FnMut(u64)) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0_u8; 4 << 20];
+    let mut done = 0_u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        dev.read_at(&mut buf[..n], start + done)?;
+        h.update(&buf[..n]);
+        done += n as u64;
+        progress(done);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    rplan_compiler::analyze::artifacts::hex(b)
+}
+
+fn decode_sha(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0_u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[derive(Default)]
+struct HashingSink {
+    hasher: Sha256,
+}
+
+impl Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A volume seen as one [`Device`]: reads and writes go through the md
+/// layout to the member partitions.
+struct VolumeDevice<'a> {
+    inner: Mutex<VolumeWriter<'a>>,
+    len: u64,
+}
+
+impl<'a> VolumeDevice<'a> {
+    fn new(w: VolumeWriter<'a>) -> Self {
+        let len = w.len();
+        VolumeDevice { inner: Mutex::new(w), len }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        self.inner.into_inner().map_err(|_| std::io::Error::other("volume writer poisoned"))?.finish()
+    }
+}
+
+impl Device for VolumeDevice<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn sector_size(&self) -> u32 {
+        512
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let mut w = self.inner.lock().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        w.seek(SeekFrom::Start(offset))?;
+        w.read_exact(buf)
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let w = self.inner.get_mut().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        w.seek(SeekFrom::Start(offset))?;
+        w.write_all(buf)
+    }
+    fn zero_range(&mut self, _offset: u64, _len: u64) -> std::io::Result<()> {
+        // Zeroing through a layout would write every byte; report that it
+        // is not cheap so callers write zeros only where they must.
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no cheap zeroing through a volume layout"))
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        let w = self.inner.get_mut().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        w.flush()?;
+        w.sync()
+    }
+}

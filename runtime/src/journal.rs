@@ -1,0 +1,151 @@
+//! The journal: an append-only JSON-lines file per (plan, targets), fsynced
+//! after every record, so that after a crash `--resume` knows which steps
+//! finished. A step is recorded `started` before it touches anything and
+//! `done` only after its writes were synced; a step found started but not
+//! done is redone from scratch (every step is idempotent).
+
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Record {
+    /// An apply began: which plan, onto which targets.
+    Begin { plan_hash: String, targets: Vec<(String, String)> },
+    StepStarted { step: String },
+    /// `fingerprint`: sha256 of what the step left in its range, so a later
+    /// run can tell the bytes are still there.
+    StepDone { step: String, ok: bool, fingerprint: Option<String>, message: Option<String> },
+    StageDone { stage: String, ok: bool },
+    /// The apply ended (a stage succeeded, or all failed).
+    End { ok: bool, stage: Option<String> },
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    pub records: Vec<Record>,
+}
+
+impl Journal {
+    /// The journal file for a plan and its targets inside `dir`.
+    pub fn path_for(dir: &Path, plan_name: &str, plan_hash: &str) -> PathBuf {
+        let safe: String = plan_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        dir.join(format!("{safe}-{}.jsonl", &plan_hash[..plan_hash.len().min(16)]))
+    }
+
+    /// Open (creating) the journal at `path`, reading what is there. A torn
+    /// last line (crash mid-write) is ignored.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut records = Vec::new();
+        if let Ok(f) = File::open(path) {
+            for line in BufReader::new(f).lines() {
+                match serde_json::from_str::<Record>(&line?) {
+                    Ok(r) => records.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if let Some(dir) = path.parent() {
+            // Make the new directory entry durable too.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(Journal { path: path.to_path_buf(), file, records })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Start afresh: the old records are dropped.
+    pub fn truncate(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.sync_all()?;
+        self.records.clear();
+        Ok(())
+    }
+
+    pub fn append(&mut self, record: Record) -> io::Result<()> {
+        let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        self.records.push(record);
+        Ok(())
+    }
+
+    /// The last run's state: did it begin, did it end?
+    pub fn state(&self) -> JournalState {
+        let begun = self.records.iter().rposition(|r| matches!(r, Record::Begin { .. }));
+        match begun {
+            None => JournalState::Empty,
+            Some(b) => match self.records[b..].iter().rev().find_map(|r| match r {
+                Record::End { ok, .. } => Some(*ok),
+                _ => None,
+            }) {
+                Some(ok) => JournalState::Ended { ok },
+                None => JournalState::Interrupted,
+            },
+        }
+    }
+
+    /// The targets the last run was begun with.
+    pub fn targets(&self) -> Option<&[(String, String)]> {
+        self.records.iter().rev().find_map(|r| match r {
+            Record::Begin { targets, .. } => Some(targets.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// `Some(fingerprint)` if the latest record of `step` says it finished
+    /// successfully; `None` if it never ran, failed, or was torn by a crash.
+    pub fn done(&self, step: &str) -> Option<Option<&str>> {
+        self.records.iter().rev().find_map(|r| match r {
+            Record::StepDone { step: s, ok, fingerprint, .. } if s == step => Some(ok.then_some(fingerprint.as_deref())),
+            Record::StepStarted { step: s } if s == step => Some(None),
+            _ => None,
+        })?
+    }
+
+    /// Like [`Journal::done`], for the step now running: its own fresh
+    /// `started` record is passed over.
+    pub fn done_before(&self, step: &str) -> Option<Option<&str>> {
+        let mut passed_current = false;
+        self.records.iter().rev().find_map(|r| match r {
+            Record::StepDone { step: s, ok, fingerprint, .. } if s == step => Some(ok.then_some(fingerprint.as_deref())),
+            Record::StepStarted { step: s } if s == step && !passed_current => {
+                passed_current = true;
+                None
+            }
+            Record::StepStarted { step: s } if s == step => Some(None),
+            _ => None,
+        })?
+    }
+
+    /// Whether `step`, now running again, was started before and never
+    /// finished (a crash tore it).
+    pub fn torn(&self, step: &str) -> bool {
+        let mut about = self.records.iter().rev().filter(|r| match r {
+            Record::StepStarted { step: s } | Record::StepDone { step: s, .. } => s == step,
+            _ => false,
+        });
+        about.next();
+        matches!(about.next(), Some(Record::StepStarted { .. }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalState {
+    Empty,
+    Interrupted,
+    Ended { ok: bool },
+}
