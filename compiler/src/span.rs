@@ -95,7 +95,7 @@ fn offset_of(line_starts: &[usize], text: &str, line: usize, col: usize) -> usiz
 }
 
 enum Frame {
-    Mapping { pointer: String, key: Option<String> },
+    Mapping { pointer: String, key: Option<String>, first: bool },
     Sequence { pointer: String, next: usize },
 }
 
@@ -123,9 +123,14 @@ impl Builder<'_> {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Mapping { pointer, key }) => match key.take() {
+            Some(Frame::Mapping { pointer, key, first }) => match key.take() {
                 Some(k) => Some(format!("{pointer}/{}", escape_token(&k))),
                 None => {
+                    if std::mem::take(first) {
+                        // A block mapping's own marker sits oddly (after its
+                        // first key); its first key is where a person looks.
+                        self.index.values.insert(pointer.clone(), span);
+                    }
                     let k = key_text.unwrap_or_default().to_string();
                     let p = format!("{pointer}/{}", escape_token(&k));
                     self.index.keys.entry(p).or_insert(span);
@@ -191,7 +196,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 let pointer = self.place(None, span).unwrap_or_default();
                 self.index.values.entry(pointer.clone()).or_insert(span);
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Mapping { pointer, key: None }
+                    Frame::Mapping { pointer, key: None, first: true }
                 } else {
                     Frame::Sequence { pointer, next: 0 }
                 });

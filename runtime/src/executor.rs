@@ -289,6 +289,10 @@ impl Run<'_> {
                 return Outcome::Usage { diagnostics: vec![d] };
             }
             if ok {
+                // What failed on the way up the ladder is history now.
+                for d in &mut self.reports {
+                    d.severity = rplan_compiler::Severity::Warning;
+                }
                 let _ = self.journal(Record::End { ok: true, stage: Some(stage.id.clone()) });
                 self.obs.event(&Event::Finished { ok: true, stage: Some(&stage.id) });
                 return Outcome::Recovered { stage: stage.id.clone(), diagnostics: self.reports };
