@@ -69,8 +69,12 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
         eprintln!("error[{}]: {} is not a compiled plan: {e}", codes::STALE_COMPILED, path.display());
         exit::ERRORS
     })?;
-    if plan.format_version != rplan_compiler::compiled::FORMAT_VERSION {
-        eprintln!("error[{}]: compiled plan format {} is not supported; compile the plan again", codes::STALE_COMPILED, plan.format_version);
+    let insane = plan.sanity();
+    if !insane.is_empty() {
+        for problem in insane {
+            eprintln!("error[{}]: {}: {problem}", codes::STALE_COMPILED, path.display());
+        }
+        eprintln!("  help: compile the plan again with `rplan compile`");
         return Err(REFUSED);
     }
     let stale = executor::check_artifacts(&plan);

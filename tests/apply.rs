@@ -560,3 +560,18 @@ fn sigkill_then_resume_gives_the_identical_image() {
         assert_eq!(sha(&img), want, "killed at step {kill_at}: resumed image differs");
     }
 }
+
+#[test]
+fn applies_to_a_block_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = small_plan(dir.path(), "  - { id: asr, kind: asr }\n");
+    let img = image(dir.path(), "loop.img", 32 * MIB);
+    let dev = tool("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_string();
+    let run = apply(&p, &[("d0", Path::new(&dev))], &dir.path().join("j"), &[]);
+    tool("losetup", &["-d", &dev]);
+    run.code(0);
+    let t = sfdisk(&img);
+    assert_eq!(t["partitiontable"]["id"], "0x12345678");
+    let fs = extract(&img, MIB, 16 * MIB, &dir.path().join("p.fs"));
+    tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
+}

@@ -36,7 +36,8 @@ impl Journal {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
             .collect();
-        dir.join(format!("{safe}-{}.jsonl", &plan_hash[..plan_hash.len().min(16)]))
+        let hash: String = plan_hash.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+        dir.join(format!("{safe}-{hash}.jsonl"))
     }
 
     /// Open (creating) the journal at `path`, reading what is there. A torn
