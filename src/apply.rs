@@ -50,15 +50,24 @@ enum EventFormat {
 
 pub fn parse_target(s: &str) -> Result<TargetArg, String> {
     match s.split_once('=') {
-        Some((disk, path)) if !disk.is_empty() && !path.is_empty() => Ok(TargetArg { disk: disk.to_string(), path: PathBuf::from(path) }),
-        _ => Err(format!("`{s}` is not DISK=PATH, e.g. disk0=/dev/sdb or disk0=disk0.img")),
+        Some((disk, path)) if !disk.is_empty() && !path.is_empty() => Ok(TargetArg {
+            disk: disk.to_string(),
+            path: PathBuf::from(path),
+        }),
+        _ => Err(format!(
+            "`{s}` is not DISK=PATH, e.g. disk0=/dev/sdb or disk0=disk0.img"
+        )),
     }
 }
 
 /// A plan file or a compiled plan, compiled or checked for staleness.
 pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> {
     let text = std::fs::read(path).map_err(|e| {
-        eprintln!("error[{}]: cannot read {}: {e}", codes::CANNOT_READ, path.display());
+        eprintln!(
+            "error[{}]: cannot read {}: {e}",
+            codes::CANNOT_READ,
+            path.display()
+        );
         exit::USAGE
     })?;
     let looks_compiled = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -66,13 +75,21 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
         return compiled(path, flags);
     }
     let plan: CompiledPlan = serde_json::from_slice(&text).map_err(|e| {
-        eprintln!("error[{}]: {} is not a compiled plan: {e}", codes::STALE_COMPILED, path.display());
+        eprintln!(
+            "error[{}]: {} is not a compiled plan: {e}",
+            codes::STALE_COMPILED,
+            path.display()
+        );
         exit::ERRORS
     })?;
     let insane = plan.sanity();
     if !insane.is_empty() {
         for problem in insane {
-            eprintln!("error[{}]: {}: {problem}", codes::STALE_COMPILED, path.display());
+            eprintln!(
+                "error[{}]: {}: {problem}",
+                codes::STALE_COMPILED,
+                path.display()
+            );
         }
         eprintln!("  help: compile the plan again with `rplan compile`");
         return Err(REFUSED);
@@ -123,12 +140,17 @@ pub fn run(args: ApplyArgs) -> u8 {
         Err(code) => return code,
     };
     let terminal = std::io::stdin().is_terminal();
-    let confirm: Option<Box<dyn FnMut(&str) -> bool>> = if args.yes {
+    let confirm: Option<executor::Ask> = if args.yes {
         None
     } else if terminal {
-        Some(Box::new(|q: &str| ask(&format!("{q}Type `yes` to go on: ")).as_deref() == Some("yes")))
+        Some(Box::new(|q: &str| {
+            ask(&format!("{q}Type `yes` to go on: ")).as_deref() == Some("yes")
+        }))
     } else {
-        eprintln!("error[{}]: no terminal to confirm on; nothing was written", codes::NOT_CONFIRMED);
+        eprintln!(
+            "error[{}]: no terminal to confirm on; nothing was written",
+            codes::NOT_CONFIRMED
+        );
         eprintln!("  help: pass --yes to apply without asking");
         return REFUSED;
     };
@@ -140,7 +162,12 @@ pub fn run(args: ApplyArgs) -> u8 {
         journal_dir: args.journal.unwrap_or_else(default_journal_dir),
         temp_dir: args.temp_dir,
         confirm,
-        manual: Box::new(|text: &str| ask(&format!("manual action: {text}\nPress Enter when done, or type `fail`: ")).is_some_and(|a| a != "fail")),
+        manual: Box::new(|text: &str| {
+            ask(&format!(
+                "manual action: {text}\nPress Enter when done, or type `fail`: "
+            ))
+            .is_some_and(|a| a != "fail")
+        }),
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),
@@ -156,10 +183,18 @@ pub fn run(args: ApplyArgs) -> u8 {
     if matches!(args.format, EventFormat::Json) {
         let list: Vec<_> = diags.iter().map(|d| serde_json::json!({"severity": d.severity, "code": d.code, "message": d.message, "help": d.help})).collect();
         let what = match &outcome {
-            Outcome::Recovered { stage, .. } => serde_json::json!({"event": "result", "outcome": "recovered", "stage": stage, "exit": code, "diagnostics": list}),
-            Outcome::AllFailed { .. } => serde_json::json!({"event": "result", "outcome": "all-stages-failed", "exit": code, "diagnostics": list}),
-            Outcome::Refused { .. } => serde_json::json!({"event": "result", "outcome": "refused", "exit": code, "diagnostics": list}),
-            Outcome::Usage { .. } => serde_json::json!({"event": "result", "outcome": "error", "exit": code, "diagnostics": list}),
+            Outcome::Recovered { stage, .. } => {
+                serde_json::json!({"event": "result", "outcome": "recovered", "stage": stage, "exit": code, "diagnostics": list})
+            }
+            Outcome::AllFailed { .. } => {
+                serde_json::json!({"event": "result", "outcome": "all-stages-failed", "exit": code, "diagnostics": list})
+            }
+            Outcome::Refused { .. } => {
+                serde_json::json!({"event": "result", "outcome": "refused", "exit": code, "diagnostics": list})
+            }
+            Outcome::Usage { .. } => {
+                serde_json::json!({"event": "result", "outcome": "error", "exit": code, "diagnostics": list})
+            }
         };
         println!("{what}");
     }

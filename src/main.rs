@@ -110,7 +110,9 @@ fn parse_throughput(s: &str) -> Result<u64, String> {
             Some(0) | None => Err("throughput must be above zero".into()),
             Some(b) => Ok(b),
         },
-        Err(e) => Err(e.help.map_or(e.message.clone(), |h| format!("{}: {h}", e.message))),
+        Err(e) => Err(e
+            .help
+            .map_or(e.message.clone(), |h| format!("{}: {h}", e.message))),
     }
 }
 
@@ -124,9 +126,21 @@ pub(crate) mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Check { plans, format, flags } => check(&plans, format, &flags),
-        Command::Compile { plan, output, flags } => compile_to(&plan, &output, &flags),
-        Command::Graph { plan, format, flags } => graph(&plan, format, &flags),
+        Command::Check {
+            plans,
+            format,
+            flags,
+        } => check(&plans, format, &flags),
+        Command::Compile {
+            plan,
+            output,
+            flags,
+        } => compile_to(&plan, &output, &flags),
+        Command::Graph {
+            plan,
+            format,
+            flags,
+        } => graph(&plan, format, &flags),
         Command::Rules { rules, format } => print_rules(&rules, format),
         Command::Apply(args) => apply::run(args),
         Command::Schema { which } => {
@@ -163,7 +177,13 @@ struct Reporter {
 
 impl Reporter {
     fn new(format: Format, strict: bool) -> Reporter {
-        Reporter { format, entries: Vec::new(), sources: Vec::new(), strict, io_error: false }
+        Reporter {
+            format,
+            entries: Vec::new(),
+            sources: Vec::new(),
+            strict,
+            io_error: false,
+        }
     }
 
     fn add_source(&mut self, source: Source) -> usize {
@@ -201,14 +221,24 @@ impl Reporter {
             .collect();
         match self.format {
             Format::Json => println!("{}", report::json_object(&located)),
-            Format::Sarif => println!("{}", serde_json::to_string_pretty(&report::sarif(&located)).unwrap_or_default()),
+            Format::Sarif => println!(
+                "{}",
+                serde_json::to_string_pretty(&report::sarif(&located)).unwrap_or_default()
+            ),
             Format::Human => {
                 let color = std::io::stderr().is_terminal();
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "{}", report::human(&located, color));
                 let warnings = located.len() - self.errors();
                 if !located.is_empty() {
-                    let _ = writeln!(err, "{} error{}, {} warning{}", self.errors(), plural(self.errors()), warnings, plural(warnings));
+                    let _ = writeln!(
+                        err,
+                        "{} error{}, {} warning{}",
+                        self.errors(),
+                        plural(self.errors()),
+                        warnings,
+                        plural(warnings)
+                    );
                 }
             }
         }
@@ -229,12 +259,18 @@ fn load_rules(files: &[PathBuf], reporter: &mut Reporter) -> Option<RuleSet> {
     match RuleSet::load(&paths) {
         Ok(set) => Some(set),
         Err((diags, sources)) => {
-            let ids: Vec<usize> = sources.into_iter().map(|s| reporter.add_source(s)).collect();
+            let ids: Vec<usize> = sources
+                .into_iter()
+                .map(|s| reporter.add_source(s))
+                .collect();
             for d in diags {
                 if d.code == codes::CANNOT_READ {
                     reporter.io_error = true;
                 }
-                let idx = ids.iter().copied().find(|&i| Some(&reporter.sources[i].name) == d.file.as_ref());
+                let idx = ids
+                    .iter()
+                    .copied()
+                    .find(|&i| Some(&reporter.sources[i].name) == d.file.as_ref());
                 reporter.add(d, idx);
             }
             None
@@ -244,7 +280,12 @@ fn load_rules(files: &[PathBuf], reporter: &mut Reporter) -> Option<RuleSet> {
 
 /// Read and compile one plan, recording diagnostics; the compilation if the
 /// file could be read.
-fn compile_one(path: &Path, rules: &RuleSet, options: &Options, reporter: &mut Reporter) -> Option<Compilation> {
+fn compile_one(
+    path: &Path,
+    rules: &RuleSet,
+    options: &Options,
+    reporter: &mut Reporter,
+) -> Option<Compilation> {
     let source = match Source::read(path) {
         Ok(s) => s,
         Err(d) => {
@@ -275,9 +316,13 @@ fn check(plans: &[PathBuf], format: Format, flags: &CompileFlags) -> u8 {
 
 /// Compile one plan for commands that need the result; diagnostics are
 /// printed (human) either way.
-pub(crate) fn compiled(path: &Path, flags: &CompileFlags) -> Result<rplan_compiler::CompiledPlan, u8> {
+pub(crate) fn compiled(
+    path: &Path,
+    flags: &CompileFlags,
+) -> Result<rplan_compiler::CompiledPlan, u8> {
     let mut reporter = Reporter::new(Format::Human, flags.strict);
-    let result = load_rules(&flags.rules, &mut reporter).and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
+    let result = load_rules(&flags.rules, &mut reporter)
+        .and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
     reporter.finish();
     match (reporter.exit_code(), result.and_then(|c| c.compiled)) {
         (exit::OK, Some(c)) => Ok(c),
@@ -334,7 +379,10 @@ fn print_rules(files: &[PathBuf], format: RulesFormat) -> u8 {
     };
     match format {
         RulesFormat::Table => print!("{}", set.render_table()),
-        RulesFormat::Json => println!("{}", serde_json::to_string_pretty(&set.to_json()).unwrap_or_default()),
+        RulesFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&set.to_json()).unwrap_or_default()
+        ),
     }
     exit::OK
 }

@@ -30,7 +30,11 @@ pub struct Located<'a> {
 
 /// Resolve `diag` against the sources: its own file if it names one,
 /// else `default`.
-pub fn locate<'a>(diag: &'a Diagnostic, default: Option<&'a Source>, others: &'a [Source]) -> Located<'a> {
+pub fn locate<'a>(
+    diag: &'a Diagnostic,
+    default: Option<&'a Source>,
+    others: &'a [Source],
+) -> Located<'a> {
     let source = match &diag.file {
         Some(name) => others.iter().find(|s| &s.name == name),
         None => default,
@@ -41,7 +45,13 @@ pub fn locate<'a>(diag: &'a Diagnostic, default: Option<&'a Source>, others: &'a
         .or_else(|| default.map(|s| s.name.clone()))
         .unwrap_or_default();
     let span = source.and_then(|s| {
-        diag.span.or_else(|| if diag.at_key { s.spans.key(&diag.pointer) } else { s.spans.value(&diag.pointer) })
+        diag.span.or_else(|| {
+            if diag.at_key {
+                s.spans.key(&diag.pointer)
+            } else {
+                s.spans.value(&diag.pointer)
+            }
+        })
     });
     let (line, column) = match (source, span) {
         (Some(s), Some(sp)) => {
@@ -154,15 +164,23 @@ pub fn human(items: &[Located], color: bool) -> String {
         }
         let report = match (l.source, l.offset) {
             (Some(src), Some(offset)) => {
-                md = md.with_label(LabeledSpan::new_primary_with_span(Some(label(l.diag)), (offset, l.len.max(1))));
+                md = md.with_label(LabeledSpan::new_primary_with_span(
+                    Some(label(l.diag)),
+                    (offset, l.len.max(1)),
+                ));
                 // miette draws one snippet per report, so a related place
                 // more than a few lines away becomes a note instead.
                 let mut notes = Vec::new();
                 for (pointer, text) in &l.diag.related {
-                    let Some(s) = src.spans.value(pointer) else { continue };
+                    let Some(s) = src.spans.value(pointer) else {
+                        continue;
+                    };
                     let (line, col) = src.spans.line_col(&src.text, s.offset);
                     if l.line.is_some_and(|pl| pl.abs_diff(line) <= 2) {
-                        md = md.with_label(LabeledSpan::new_with_span(Some(text.clone()), (s.offset, s.len.max(1))));
+                        md = md.with_label(LabeledSpan::new_with_span(
+                            Some(text.clone()),
+                            (s.offset, s.len.max(1)),
+                        ));
                     } else {
                         notes.push(format!("{}:{line}:{col}: {text}", src.name));
                     }
@@ -182,8 +200,15 @@ pub fn human(items: &[Located], color: bool) -> String {
                 Report::new(md).with_source_code(NamedSource::new(src.name.clone(), text))
             }
             _ => {
-                let where_ = if l.file.is_empty() { String::new() } else { format!(" [{}]", l.file) };
-                Report::new(MietteDiagnostic { message: format!("{}{where_}", l.diag.message), ..md })
+                let where_ = if l.file.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", l.file)
+                };
+                Report::new(MietteDiagnostic {
+                    message: format!("{}{where_}", l.diag.message),
+                    ..md
+                })
             }
         };
         let _ = handler.render_report(&mut out, report.as_ref());
@@ -199,4 +224,3 @@ fn label(d: &Diagnostic) -> String {
         d.pointer.clone()
     }
 }
-

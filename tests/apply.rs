@@ -17,7 +17,11 @@ fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
 }
 
 fn sha(path: &Path) -> String {
-    tool("sha256sum", &[path.to_str().unwrap()]).split_whitespace().next().unwrap().to_string()
+    tool("sha256sum", &[path.to_str().unwrap()])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
@@ -52,7 +56,13 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn apply(plan: &Path, targets: &[(&str, &Path)], journal: &Path, extra: &[&str]) -> Run {
-    let mut r = Rplan::new().args(["apply", plan.to_str().unwrap(), "--yes", "--journal", journal.to_str().unwrap()]);
+    let mut r = Rplan::new().args([
+        "apply",
+        plan.to_str().unwrap(),
+        "--yes",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
     for (d, p) in targets {
         r = r.arg("--target").arg(format!("{d}={}", p.display()));
     }
@@ -73,7 +83,6 @@ fn part_field(t: &serde_json::Value, node_suffix: &str, field: &str) -> serde_js
         .clone()
 }
 
-
 /// An example plan, copied into `dir` with its commands pointing at test
 /// scripts: BMC calls succeed, and the boot probe "boots" only once disk
 /// `probe_disk` carries a partition table (so Safe Mode and Last Known
@@ -84,18 +93,28 @@ fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
     for (script, body) in [
         ("bmc-boot", "exit 0".to_string()),
         ("page-oncall", "exit 0".to_string()),
-        ("probe-boot", format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display())),
-        ("probe-smb", format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display())),
+        (
+            "probe-boot",
+            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
+        ),
+        (
+            "probe-smb",
+            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
+        ),
     ] {
         let path = bin.join(script);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         tool("chmod", &["+x", path.to_str().unwrap()]);
     }
-    let text = std::fs::read_to_string(root().join("examples").join(format!("{name}.yaml"))).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("examples").join(format!("{name}.yaml"))).unwrap();
     let text = text
         .replace("/usr/local/sbin/", &format!("{}/", bin.display()))
         .replace("/usr/local/bin/", &format!("{}/", bin.display()))
-        .replace("root: backups/", &format!("root: {}/examples/backups/", root().display()));
+        .replace(
+            "root: backups/",
+            &format!("root: {}/examples/backups/", root().display()),
+        );
     let p = dir.join(format!("{name}.yaml"));
     std::fs::write(&p, text).unwrap();
     p
@@ -122,42 +141,85 @@ fn mbr_workstation_example_restores_and_verifies() {
     // Logical partitions inside the extended container; `rest` to the end.
     assert_eq!(part_field(&t, "img5", "size"), 1048576);
     let last_start = part_field(&t, "img6", "start").as_u64().unwrap();
-    assert_eq!(last_start + part_field(&t, "img6", "size").as_u64().unwrap(), 2097152);
+    assert_eq!(
+        last_start + part_field(&t, "img6", "size").as_u64().unwrap(),
+        2097152
+    );
 
     // The system image, byte for byte.
-    let expected = Command::new("zstd").args(["-dc", root().join("examples/backups/pc07/system.img.zst").to_str().unwrap()]).output().unwrap().stdout;
+    let expected = Command::new("zstd")
+        .args([
+            "-dc",
+            root()
+                .join("examples/backups/pc07/system.img.zst")
+                .to_str()
+                .unwrap(),
+        ])
+        .output()
+        .unwrap()
+        .stdout;
     assert_eq!(expected.len() as u64, 16 * MIB);
-    assert!(read_range(&img, 2048 * 512, 16 * MIB) == expected, "restored bytes differ");
+    assert!(
+        read_range(&img, 2048 * 512, 16 * MIB) == expected,
+        "restored bytes differ"
+    );
 
     // The boot partition: a clean FAT32 with asr.sif.
     let boot_start = part_field(&t, "img2", "start").as_u64().unwrap() * 512;
     let boot = extract(&img, boot_start, 64 * MIB, &dir.path().join("boot.fs"));
     let id = blkid(&boot);
-    assert!(id.contains("TYPE=vfat") && id.contains("LABEL=BOOT"), "{id}");
+    assert!(
+        id.contains("TYPE=vfat") && id.contains("LABEL=BOOT"),
+        "{id}"
+    );
     tool("fsck.vfat", &["-n", boot.to_str().unwrap()]);
     let spec = format!("{}@@{boot_start}", img.display());
-    assert!(tool("mdir", &["-i", &spec, "::/"]).to_uppercase().contains("ASR      SIF"));
+    assert!(tool("mdir", &["-i", &spec, "::/"])
+        .to_uppercase()
+        .contains("ASR      SIF"));
     let sif = tool("mtype", &["-i", &spec, "::/asr.sif"]);
-    assert_eq!(sif.as_bytes(), std::fs::read(root().join("examples/backups/pc07/asr.sif")).unwrap().as_slice());
+    assert_eq!(
+        sif.as_bytes(),
+        std::fs::read(root().join("examples/backups/pc07/asr.sif"))
+            .unwrap()
+            .as_slice()
+    );
 
     // The data partition: NTFS labelled DATA.
     let data_start = part_field(&t, "img5", "start").as_u64().unwrap() * 512;
     let data = extract(&img, data_start, 512 * MIB, &dir.path().join("data.fs"));
     let id = blkid(&data);
-    assert!(id.contains("TYPE=ntfs") && id.contains("LABEL=DATA"), "{id}");
+    assert!(
+        id.contains("TYPE=ntfs") && id.contains("LABEL=DATA"),
+        "{id}"
+    );
 }
 
 #[test]
 fn gpt_workstation_example_has_a_valid_gpt() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), "disk0.img", 3 << 30);
-    apply(&example(dir.path(), "gpt-workstation", &img), &[("disk0", &img)], &dir.path().join("j"), &[]).code(0);
+    apply(
+        &example(dir.path(), "gpt-workstation", &img),
+        &[("disk0", &img)],
+        &dir.path().join("j"),
+        &[],
+    )
+    .code(0);
     let v = tool("sgdisk", &["-v", img.to_str().unwrap()]);
     assert!(v.contains("No problems found"), "{v}");
     let p = tool("sgdisk", &["-p", img.to_str().unwrap()]);
-    assert!(p.to_lowercase().contains("6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3c"), "{p}");
+    assert!(
+        p.to_lowercase()
+            .contains("6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3c"),
+        "{p}"
+    );
     let i3 = tool("sgdisk", &["-i", "3", img.to_str().unwrap()]);
-    assert!(i3.to_lowercase().contains("0c3f7e21-5a9b-4d6c-8e2f-7b1a9d4c6e50"), "{i3}");
+    assert!(
+        i3.to_lowercase()
+            .contains("0c3f7e21-5a9b-4d6c-8e2f-7b1a9d4c6e50"),
+        "{i3}"
+    );
     assert!(i3.contains("Partition name: 'Windows'"), "{i3}");
     let i1 = tool("sgdisk", &["-i", "1", img.to_str().unwrap()]);
     assert!(i1.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), "{i1}");
@@ -167,31 +229,65 @@ fn gpt_workstation_example_has_a_valid_gpt() {
     let last = &t["partitiontable"]["partitions"][3];
     let end = last["start"].as_u64().unwrap() + last["size"].as_u64().unwrap();
     assert_eq!(end, t["partitiontable"]["lastlba"].as_u64().unwrap() + 1);
-    let esp_start = t["partitiontable"]["partitions"][0]["start"].as_u64().unwrap() * 512;
+    let esp_start = t["partitiontable"]["partitions"][0]["start"]
+        .as_u64()
+        .unwrap()
+        * 512;
     let esp = extract(&img, esp_start, 100 * MIB, &dir.path().join("esp.fs"));
     tool("fsck.vfat", &["-n", esp.to_str().unwrap()]);
-    let sif = tool("mtype", &["-i", &format!("{}@@{esp_start}", img.display()), "::/EFI/rplan/asr.sif"]);
-    assert_eq!(sif.as_bytes(), std::fs::read(root().join("examples/backups/ws12/asr.sif")).unwrap().as_slice());
+    let sif = tool(
+        "mtype",
+        &[
+            "-i",
+            &format!("{}@@{esp_start}", img.display()),
+            "::/EFI/rplan/asr.sif",
+        ],
+    );
+    assert_eq!(
+        sif.as_bytes(),
+        std::fs::read(root().join("examples/backups/ws12/asr.sif"))
+            .unwrap()
+            .as_slice()
+    );
 }
 
 #[test]
 fn server_mirror_example_writes_both_halves() {
     let dir = tempfile::tempdir().unwrap();
-    let imgs: Vec<PathBuf> = ["d0", "d1", "d2"].iter().map(|n| image(dir.path(), &format!("{n}.img"), if *n == "d0" { 1 << 30 } else { 512 * MIB })).collect();
+    let imgs: Vec<PathBuf> = ["d0", "d1", "d2"]
+        .iter()
+        .map(|n| {
+            image(
+                dir.path(),
+                &format!("{n}.img"),
+                if *n == "d0" { 1 << 30 } else { 512 * MIB },
+            )
+        })
+        .collect();
     let run = apply(
         &example(dir.path(), "server-mirror", &imgs[0]),
-        &[("disk0", &imgs[0]), ("disk1", &imgs[1]), ("disk2", &imgs[2])],
+        &[
+            ("disk0", &imgs[0]),
+            ("disk1", &imgs[1]),
+            ("disk2", &imgs[2]),
+        ],
         &dir.path().join("j"),
         &["--format", "json"],
     )
     .code(0);
-    assert!(run.stdout.lines().any(|l| l.contains("\"result\"") && l.contains("\"stage\":\"asr\"")));
+    assert!(run
+        .stdout
+        .lines()
+        .any(|l| l.contains("\"result\"") && l.contains("\"stage\":\"asr\"")));
     let a = read_range(&imgs[1], MIB, 256 * MIB);
     let b = read_range(&imgs[2], MIB, 256 * MIB);
     assert!(a == b, "mirror halves differ");
     let half = extract(&imgs[1], MIB, 256 * MIB, &dir.path().join("half.fs"));
     let id = blkid(&half);
-    assert!(id.contains("TYPE=ntfs") && id.contains("LABEL=SHARES"), "{id}");
+    assert!(
+        id.contains("TYPE=ntfs") && id.contains("LABEL=SHARES"),
+        "{id}"
+    );
     let t = sfdisk(&imgs[1]);
     assert_eq!(t["partitiontable"]["id"], "0x5eed0002");
     assert_eq!(part_field(&t, "img1", "type"), "42");
@@ -228,8 +324,14 @@ fn striped_and_raid5_volumes_reassemble_in_userspace() {
         let dir = tempfile::tempdir().unwrap();
         let data = noise(8 * MIB as usize + 12345, n as u64);
         let plan = volume_plan(dir.path(), layout, n, &data);
-        let imgs: Vec<PathBuf> = (0..n).map(|i| image(dir.path(), &format!("d{i}.img"), 16 * MIB)).collect();
-        let targets: Vec<(String, &Path)> = imgs.iter().enumerate().map(|(i, p)| (format!("d{i}"), p.as_path())).collect();
+        let imgs: Vec<PathBuf> = (0..n)
+            .map(|i| image(dir.path(), &format!("d{i}.img"), 16 * MIB))
+            .collect();
+        let targets: Vec<(String, &Path)> = imgs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("d{i}"), p.as_path()))
+            .collect();
         let targets: Vec<(&str, &Path)> = targets.iter().map(|(d, p)| (d.as_str(), *p)).collect();
         apply(&plan, &targets, &dir.path().join("j"), &[]).code(0);
         let members: Vec<Vec<u8>> = imgs.iter().map(|p| read_range(p, MIB, 8 * MIB)).collect();
@@ -254,14 +356,20 @@ fn striped_and_raid5_volumes_reassemble_in_userspace() {
                     for d in 0..n {
                         xor.iter_mut().zip(chunk(d)).for_each(|(x, b)| *x ^= b);
                     }
-                    assert!(xor.iter().all(|&b| b == 0), "raid5 parity wrong in stripe {stripe}");
+                    assert!(
+                        xor.iter().all(|&b| b == 0),
+                        "raid5 parity wrong in stripe {stripe}"
+                    );
                     for k in 1..n {
                         volume.extend_from_slice(chunk((parity + k) % n));
                     }
                 }
             }
         }
-        assert!(volume[..data.len()] == data[..], "{layout}: reassembled volume differs from the artifact");
+        assert!(
+            volume[..data.len()] == data[..],
+            "{layout}: reassembled volume differs from the artifact"
+        );
     }
 }
 
@@ -281,7 +389,10 @@ fn assert_pattern_outside(path: &Path, len: u64, mut allowed: Vec<(u64, u64)>) {
     let mut at = 0_u64;
     for (start, n) in allowed.iter().copied().chain(std::iter::once((len, 0))) {
         if start > at {
-            if let Some(i) = bytes[at as usize..start as usize].iter().position(|&b| b != 0xA5) {
+            if let Some(i) = bytes[at as usize..start as usize]
+                .iter()
+                .position(|&b| b != 0xA5)
+            {
                 panic!("byte {} outside the declared ranges changed", at + i as u64);
             }
         }
@@ -299,9 +410,21 @@ fn nothing_outside_declared_ranges_is_written() {
     let note_sha = sha(&dir.path().join("note.txt"));
     let size = data.len();
     for table in ["mbr", "gpt"] {
-        let logical = if table == "mbr" { "logical: true, " } else { "" };
-        let lg = if table == "mbr" { ", logical: true" } else { "" };
-        let ident = if table == "mbr" { "signature: \"0x0badcafe\"" } else { "guid: 2b1f4c1e-0d7a-4a53-8f3e-6c1d9b0e7a21" };
+        let logical = if table == "mbr" {
+            "logical: true, "
+        } else {
+            ""
+        };
+        let lg = if table == "mbr" {
+            ", logical: true"
+        } else {
+            ""
+        };
+        let ident = if table == "mbr" {
+            "signature: \"0x0badcafe\""
+        } else {
+            "guid: 2b1f4c1e-0d7a-4a53-8f3e-6c1d9b0e7a21"
+        };
         let plan = format!(
             "version: 1\nname: ranges-{table}\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: sys, path: sys.img, format: raw, size: {size}, sha256: {sys_sha} }}\n    - {{ id: note, path: note.txt, format: file, sha256: {note_sha} }}\n\
@@ -320,7 +443,10 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
         let t = sfdisk(&img);
         let mut allowed: Vec<(u64, u64)> = Vec::new();
         for part in t["partitiontable"]["partitions"].as_array().unwrap() {
-            let (s, n) = (part["start"].as_u64().unwrap() * 512, part["size"].as_u64().unwrap() * 512);
+            let (s, n) = (
+                part["start"].as_u64().unwrap() * 512,
+                part["size"].as_u64().unwrap() * 512,
+            );
             if part["type"] == "f" || part["type"] == "5" {
                 continue; // the extended container itself is not written, only EBRs
             }
@@ -331,7 +457,11 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
         }
         if table == "mbr" {
             allowed.push((0, 512));
-            assert_eq!(t["partitiontable"]["partitions"].as_array().unwrap().len(), 5, "{t}");
+            assert_eq!(
+                t["partitiontable"]["partitions"].as_array().unwrap().len(),
+                5,
+                "{t}"
+            );
         } else {
             allowed.push((0, 34 * 512));
             allowed.push((96 * MIB - 33 * 512, 33 * 512));
@@ -341,13 +471,24 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
         assert_pattern_outside(&img, 96 * MIB, allowed);
         // The partition without content: stale signatures at its head were
         // cleared, and nothing else of it was written.
-        assert!(read_range(&img, 64 * MIB, 4096).iter().all(|&b| b == 0), "{table}: stale signature area not cleared");
-        assert!(read_range(&img, 65 * MIB, 6 * MIB).iter().all(|&b| b == 0xA5), "{table}: the empty partition was written");
+        assert!(
+            read_range(&img, 64 * MIB, 4096).iter().all(|&b| b == 0),
+            "{table}: stale signature area not cleared"
+        );
+        assert!(
+            read_range(&img, 65 * MIB, 6 * MIB)
+                .iter()
+                .all(|&b| b == 0xA5),
+            "{table}: the empty partition was written"
+        );
         let ext = extract(&img, 40 * MIB, 20 * MIB, &dir.path().join("ext.fs"));
         tool("e2fsck", &["-fn", ext.to_str().unwrap()]);
         let fat = extract(&img, 14 * MIB, 16 * MIB, &dir.path().join("fat.fs"));
         tool("fsck.vfat", &["-n", fat.to_str().unwrap()]);
-        assert_eq!(tool("mtype", &["-i", fat.to_str().unwrap(), "::/notes/note.txt"]), "restore me\n");
+        assert_eq!(
+            tool("mtype", &["-i", fat.to_str().unwrap(), "::/notes/note.txt"]),
+            "restore me\n"
+        );
         assert!(read_range(&img, 2 * MIB, 3 * MIB) == data);
     }
 }
@@ -359,14 +500,23 @@ fn a_second_apply_writes_nothing() {
     let plan = example(dir.path(), "workstation-mbr", &img);
     apply(&plan, &[("disk0", &img)], &dir.path().join("j"), &[]).code(0);
     let before = sha(&img);
-    let run = apply(&plan, &[("disk0", &img)], &dir.path().join("j"), &["--format", "json"]).code(0);
+    let run = apply(
+        &plan,
+        &[("disk0", &img)],
+        &dir.path().join("j"),
+        &["--format", "json"],
+    )
+    .code(0);
     assert_eq!(before, sha(&img));
     let mut writes = 0;
     for line in run.stdout.lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
         if e["event"] == "step-finished" {
             let step = e["step"].as_str().unwrap();
-            if ["/clear", "/table", "/restore", "/format", "/files"].iter().any(|s| step.ends_with(s)) {
+            if ["/clear", "/table", "/restore", "/format", "/files"]
+                .iter()
+                .any(|s| step.ends_with(s))
+            {
                 writes += 1;
                 assert_eq!(e["outcome"], "unchanged", "{line}");
             }
@@ -396,18 +546,40 @@ fn escalation_stops_at_the_first_stage_that_works() {
     let blank = sha(&img);
     // Safe Mode works: ASR never runs, the disk is untouched.
     let p = small_plan(dir.path(), "  - { id: sm, kind: safe-mode, actions: [ { run: [/bin/true] } ], success: { run: [/bin/true] } }\n  - { id: asr, kind: asr }\n");
-    let run = apply(&p, &[("d0", &img)], &dir.path().join("j1"), &["--format", "json"]).code(0);
-    assert!(run.stdout.contains("\"outcome\":\"recovered\",\"stage\":\"sm\""), "{}", run.stdout);
+    let run = apply(
+        &p,
+        &[("d0", &img)],
+        &dir.path().join("j1"),
+        &["--format", "json"],
+    )
+    .code(0);
+    assert!(
+        run.stdout
+            .contains("\"outcome\":\"recovered\",\"stage\":\"sm\""),
+        "{}",
+        run.stdout
+    );
     assert_eq!(blank, sha(&img));
     // Safe Mode's probe fails, Last Known Good works.
     let p = small_plan(dir.path(), "  - { id: sm, kind: safe-mode, success: { run: [/bin/false] } }\n  - { id: lkg, kind: last-known-good, actions: [ { run: [/bin/true] } ] }\n  - { id: asr, kind: asr }\n");
-    let run = apply(&p, &[("d0", &img)], &dir.path().join("j2"), &["--format", "json"]).code(0);
+    let run = apply(
+        &p,
+        &[("d0", &img)],
+        &dir.path().join("j2"),
+        &["--format", "json"],
+    )
+    .code(0);
     assert!(run.stdout.contains("\"stage\":\"lkg\""));
     assert_eq!(blank, sha(&img));
     // Everything fails, ASR included (its probe): exit 3.
     let p = small_plan(dir.path(), "  - { id: sm, kind: safe-mode, actions: [ { run: [sleep, \"5\"], timeout: 1s } ] }\n  - { id: asr, kind: asr, success: { run: [/bin/false] } }\n");
     let run = apply(&p, &[("d0", &img)], &dir.path().join("j3"), &[]).code(3);
-    assert!(run.stderr.contains("did not finish within 1s and was killed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("did not finish within 1s and was killed"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("RP0803"), "{}", run.stderr);
     // ASR did run: the disk has the plan's table now.
     assert_eq!(sfdisk(&img)["partitiontable"]["id"], "0x12345678");
@@ -434,9 +606,23 @@ stages: [ {{ id: asr, kind: asr }} ]\n",
         ),
     )
     .unwrap();
-    let (d0, d1) = (image(dir.path(), "d0", 8 * MIB), image(dir.path(), "d1", 8 * MIB));
-    let run = apply(&p, &[("d0", &d0), ("d1", &d1)], &dir.path().join("j"), &["--no-artifacts"]).code(0);
-    assert!(run.stderr.contains("warning[RP0802]: step `asr/d1/p/restore` failed"), "{}", run.stderr);
+    let (d0, d1) = (
+        image(dir.path(), "d0", 8 * MIB),
+        image(dir.path(), "d1", 8 * MIB),
+    );
+    let run = apply(
+        &p,
+        &[("d0", &d0), ("d1", &d1)],
+        &dir.path().join("j"),
+        &["--no-artifacts"],
+    )
+    .code(0);
+    assert!(
+        run.stderr
+            .contains("warning[RP0802]: step `asr/d1/p/restore` failed"),
+        "{}",
+        run.stderr
+    );
     assert!(read_range(&d0, MIB, MIB) == good);
 }
 
@@ -453,12 +639,26 @@ fn refusals_write_nothing() {
     assert_eq!(before, sha(&small));
     // Another disk's table (signature 0xdeadbeef).
     let other = image(dir.path(), "other.img", 32 * MIB);
-    let mut child = Command::new("sfdisk").arg(&other).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"label: dos\nlabel-id: 0xdeadbeef\n,8MiB,83\n").unwrap();
+    let mut child = Command::new("sfdisk")
+        .arg(&other)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nlabel-id: 0xdeadbeef\n,8MiB,83\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let before = sha(&other);
     let run = apply(&p, &[("d0", &other)], &j, &[]).code(4);
-    assert!(run.stderr.contains("RP0703") && run.stderr.contains("0xdeadbeef"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("RP0703") && run.stderr.contains("0xdeadbeef"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(before, sha(&other));
     // ...unless forced.
     apply(&p, &[("d0", &other)], &j, &["--force"]).code(0);
@@ -474,22 +674,58 @@ fn refusals_write_nothing() {
     assert_eq!(before, sha(&busy));
     // Locked by another process.
     let locked = image(dir.path(), "locked.img", 32 * MIB);
-    let mut holder = Command::new("flock").args([locked.to_str().unwrap(), "sleep", "30"]).spawn().unwrap();
+    let mut holder = Command::new("flock")
+        .args([locked.to_str().unwrap(), "sleep", "30"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let run = apply(&p, &[("d0", &locked)], &j, &[]);
     holder.kill().unwrap();
     let _ = holder.wait();
-    assert!(run.code == 4 && run.stderr.contains("RP0705"), "{}", run.stderr);
+    assert!(
+        run.code == 4 && run.stderr.contains("RP0705"),
+        "{}",
+        run.stderr
+    );
     // No --yes and no terminal to ask on.
     let blank = image(dir.path(), "blank.img", 32 * MIB);
     let before = sha(&blank);
-    let run = Rplan::new().args(["apply", p.to_str().unwrap(), "--target", &format!("d0={}", blank.display()), "--journal", j.to_str().unwrap()]).run().code(4);
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--target",
+            &format!("d0={}", blank.display()),
+            "--journal",
+            j.to_str().unwrap(),
+        ])
+        .run()
+        .code(4);
     assert!(run.stderr.contains("RP0707"), "{}", run.stderr);
     assert_eq!(before, sha(&blank));
     // A target for a disk the plan does not have: usage error.
-    Rplan::new().args(["apply", p.to_str().unwrap(), "--yes", "--target", &format!("d9={}", blank.display())]).run().code(2);
+    Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--target",
+            &format!("d9={}", blank.display()),
+        ])
+        .run()
+        .code(2);
     // A disk without a target: refused.
-    let run = Rplan::new().args(["apply", p.to_str().unwrap(), "--yes", "--target", "d0", "--journal", j.to_str().unwrap()]).run();
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--target",
+            "d0",
+            "--journal",
+            j.to_str().unwrap(),
+        ])
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
 
@@ -510,7 +746,15 @@ stages: [ {{ id: asr, kind: asr }} ]\n",
     )
     .unwrap();
     let compiled = dir.path().join("p.json");
-    Rplan::new().args(["compile", p.to_str().unwrap(), "-o", compiled.to_str().unwrap()]).run().code(0);
+    Rplan::new()
+        .args([
+            "compile",
+            p.to_str().unwrap(),
+            "-o",
+            compiled.to_str().unwrap(),
+        ])
+        .run()
+        .code(0);
     std::fs::write(dir.path().join("a.img"), noise(MIB as usize, 6)).unwrap();
     let img = image(dir.path(), "d0.img", 8 * MIB);
     let run = apply(&compiled, &[("d0", &img)], &dir.path().join("j"), &[]).code(4);
@@ -523,13 +767,27 @@ fn sigkill_then_resume_gives_the_identical_image() {
     let dir = tempfile::tempdir().unwrap();
     let reference = image(dir.path(), "ref.img", 1 << 30);
     let plan = example(dir.path(), "workstation-mbr", &reference);
-    apply(&plan, &[("disk0", &reference)], &dir.path().join("jref"), &[]).code(0);
+    apply(
+        &plan,
+        &[("disk0", &reference)],
+        &dir.path().join("jref"),
+        &[],
+    )
+    .code(0);
     let want = sha(&reference);
     for kill_at in [3, 6, 8, 10, 12, 14] {
         let img = image(dir.path(), &format!("k{kill_at}.img"), 1 << 30);
         let journal = dir.path().join(format!("j{kill_at}"));
         let mut child = Command::new(bin())
-            .args(["apply", plan.to_str().unwrap(), "--yes", "--format", "json", "--journal", journal.to_str().unwrap()])
+            .args([
+                "apply",
+                plan.to_str().unwrap(),
+                "--yes",
+                "--format",
+                "json",
+                "--journal",
+                journal.to_str().unwrap(),
+            ])
             .arg("--target")
             .arg(format!("disk0={}", img.display()))
             .stdout(Stdio::piped())
@@ -557,7 +815,11 @@ fn sigkill_then_resume_gives_the_identical_image() {
             // The kill came after the last journal record: the run had ended.
             run.code(0);
         }
-        assert_eq!(sha(&img), want, "killed at step {kill_at}: resumed image differs");
+        assert_eq!(
+            sha(&img),
+            want,
+            "killed at step {kill_at}: resumed image differs"
+        );
     }
 }
 
@@ -566,7 +828,9 @@ fn applies_to_a_block_device() {
     let dir = tempfile::tempdir().unwrap();
     let p = small_plan(dir.path(), "  - { id: asr, kind: asr }\n");
     let img = image(dir.path(), "loop.img", 32 * MIB);
-    let dev = tool("losetup", &["-f", "--show", img.to_str().unwrap()]).trim().to_string();
+    let dev = tool("losetup", &["-f", "--show", img.to_str().unwrap()])
+        .trim()
+        .to_string();
     let run = apply(&p, &[("d0", Path::new(&dev))], &dir.path().join("j"), &[]);
     tool("losetup", &["-d", &dev]);
     run.code(0);

@@ -33,7 +33,11 @@ fn plan(backup: &str, media: &str, language: &str) -> String {
 fn check(dir: &std::path::Path, name: &str, text: &str, extra: &[&str]) -> Run {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    Rplan::new().args(["check", "--format", "json"]).args(extra).arg(path.to_str().unwrap()).run()
+    Rplan::new()
+        .args(["check", "--format", "json"])
+        .args(extra)
+        .arg(path.to_str().unwrap())
+        .run()
 }
 
 #[test]
@@ -49,8 +53,14 @@ fn every_seed_row_in_every_language() {
                 assert_eq!(run.code, 1, "{ctx}");
                 // media.build is on line 8, its value at column 10.
                 assert_eq!(got, vec![("RP0201".to_string(), 8, 10)], "{ctx}");
-                let msg = run.json()["diagnostics"][0]["message"].as_str().unwrap().to_string();
-                assert!(msg.contains(&format!("table row {}", row + 1)), "{ctx}: {msg}");
+                let msg = run.json()["diagnostics"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                assert!(
+                    msg.contains(&format!("table row {}", row + 1)),
+                    "{ctx}: {msg}"
+                );
             } else if *except_ja_es && ja_es {
                 assert_eq!(run.code, 1, "{ctx}");
                 // system.language: line 6, column 13.
@@ -71,32 +81,67 @@ fn every_seed_row_in_every_language() {
 #[test]
 fn strict_turns_the_language_note_into_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    check(dir.path(), "p.yaml", &plan("sp2-slipstream", "sp2-slipstream", "ja"), &["--strict"]).code(1);
+    check(
+        dir.path(),
+        "p.yaml",
+        &plan("sp2-slipstream", "sp2-slipstream", "ja"),
+        &["--strict"],
+    )
+    .code(1);
 }
 
 #[test]
 fn help_names_the_media_that_would_work() {
     let dir = tempfile::tempdir().unwrap();
-    let run = check(dir.path(), "p.yaml", &plan("sp2-slipstream", "rtm", "en"), &[]);
-    let help = run.json()["diagnostics"][0]["help"].as_str().unwrap().to_string();
-    assert_eq!(help, "media builds supported for a `sp2-slipstream` backup: sp1-slipstream, sp2-slipstream");
+    let run = check(
+        dir.path(),
+        "p.yaml",
+        &plan("sp2-slipstream", "rtm", "en"),
+        &[],
+    );
+    let help = run.json()["diagnostics"][0]["help"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        help,
+        "media builds supported for a `sp2-slipstream` backup: sp1-slipstream, sp2-slipstream"
+    );
 }
 
 #[test]
 fn a_pair_no_rule_covers_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     // The seed has no row for an RTM+SP1 backup restored with SP2 media.
-    let run = check(dir.path(), "p.yaml", &plan("rtm+sp1", "sp2-slipstream", "en"), &[]).code(1);
+    let run = check(
+        dir.path(),
+        "p.yaml",
+        &plan("rtm+sp1", "sp2-slipstream", "en"),
+        &[],
+    )
+    .code(1);
     assert_eq!(codes_at(&run), vec![("RP0203".to_string(), 8, 10)]);
-    assert!(run.json()["diagnostics"][0]["message"].as_str().unwrap().starts_with("no rule covers"));
+    assert!(run.json()["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("no rule covers"));
 }
 
 #[test]
 fn unknown_builds_get_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
-    let run = check(dir.path(), "p.yaml", &plan("sp2-slipstram", "sp2-slipstream", "en"), &[]).code(1);
+    let run = check(
+        dir.path(),
+        "p.yaml",
+        &plan("sp2-slipstram", "sp2-slipstream", "en"),
+        &[],
+    )
+    .code(1);
     assert_eq!(codes_at(&run), vec![("RP0204".to_string(), 5, 10)]);
-    let help = run.json()["diagnostics"][0]["help"].as_str().unwrap().to_string();
+    let help = run.json()["diagnostics"][0]["help"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(help.starts_with("did you mean `sp2-slipstream`?"), "{help}");
 }
 
@@ -110,9 +155,24 @@ fn a_ruleset_file_adds_and_overrides_rules() {
     )
     .unwrap();
     let r = rules.to_str().unwrap();
-    check(dir.path(), "a.yaml", &plan("rtm+sp1", "sp2-slipstream", "en"), &["--rules", r]).code(0);
-    let run = check(dir.path(), "b.yaml", &plan("sp2-slipstream", "sp1-slipstream", "en"), &["--rules", r]).code(1);
-    let msg = run.json()["diagnostics"][0]["message"].as_str().unwrap().to_string();
+    check(
+        dir.path(),
+        "a.yaml",
+        &plan("rtm+sp1", "sp2-slipstream", "en"),
+        &["--rules", r],
+    )
+    .code(0);
+    let run = check(
+        dir.path(),
+        "b.yaml",
+        &plan("sp2-slipstream", "sp1-slipstream", "en"),
+        &["--rules", r],
+    )
+    .code(1);
+    let msg = run.json()["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("rule site#2"), "{msg}");
 }
 
@@ -125,18 +185,30 @@ fn conflicting_rules_in_one_file_are_reported_at_the_rule() {
         "name: bad\nsource: test\nrules:\n  - { backup: rtm, media: rtm, verdict: supported }\n  - { backup: rtm, media: rtm, verdict: not-supported }\n",
     )
     .unwrap();
-    let run = check(dir.path(), "a.yaml", &plan("rtm", "rtm", "en"), &["--rules", rules.to_str().unwrap()]).code(1);
+    let run = check(
+        dir.path(),
+        "a.yaml",
+        &plan("rtm", "rtm", "en"),
+        &["--rules", rules.to_str().unwrap()],
+    )
+    .code(1);
     let d = &run.json()["diagnostics"][0];
     assert_eq!(d["code"], "RP0207");
     assert_eq!(d["file"], rules.to_str().unwrap());
-    assert_eq!((d["line"].as_i64(), d["column"].as_i64()), (Some(5), Some(5)));
+    assert_eq!(
+        (d["line"].as_i64(), d["column"].as_i64()),
+        (Some(5), Some(5))
+    );
 }
 
 #[test]
 fn rules_table_matches_snapshot() {
     let run = Rplan::new().arg("rules").run().code(0);
     snapshot("rules.txt", &run.stdout);
-    let run = Rplan::new().args(["rules", "--format", "json"]).run().code(0);
+    let run = Rplan::new()
+        .args(["rules", "--format", "json"])
+        .run()
+        .code(0);
     snapshot("rules.json", &run.stdout);
     assert_eq!(run.json()["rules"].as_array().map(Vec::len), Some(15));
 }
@@ -147,6 +219,14 @@ pub fn snapshot(name: &str, actual: &str) {
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing snapshot {}; run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(actual, expected, "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)");
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
+    );
 }

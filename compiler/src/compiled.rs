@@ -211,18 +211,27 @@ impl CompiledPlan {
     pub fn sanity(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.format_version != FORMAT_VERSION {
-            out.push(format!("compiled plan format {} is not supported (this rplan writes {FORMAT_VERSION})", self.format_version));
+            out.push(format!(
+                "compiled plan format {} is not supported (this rplan writes {FORMAT_VERSION})",
+                self.format_version
+            ));
         }
         for d in &self.disks {
             if d.sector_size != 512 && d.sector_size != 4096 {
-                out.push(format!("disk `{}`: sector size {} is not 512 or 4096", d.id, d.sector_size));
+                out.push(format!(
+                    "disk `{}`: sector size {} is not 512 or 4096",
+                    d.id, d.sector_size
+                ));
                 continue;
             }
             let ss = u64::from(d.sector_size);
             for p in &d.partitions {
                 let end = p.start.checked_add(p.size.unwrap_or(p.min_size));
                 if p.start % ss != 0 || p.min_size % ss != 0 || end.is_none_or(|e| e > d.min_size) {
-                    out.push(format!("disk `{}`: partition `{}` does not lie on the disk", d.id, p.id));
+                    out.push(format!(
+                        "disk `{}`: partition `{}` does not lie on the disk",
+                        d.id, p.id
+                    ));
                 }
             }
         }

@@ -15,6 +15,10 @@
 //! Nothing here opens a device; artifact files are the only I/O besides the
 //! plan itself.
 
+// A Diagnostic is the error value throughout; it is returned once per
+// problem, never in a hot loop, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod analyze;
 pub mod compiled;
 pub mod diagnostic;
@@ -119,7 +123,11 @@ impl model::Plan {
                 }
             }
             let message = e.into_inner().to_string();
-            let code = if message.contains("size") || message.contains("duration") { codes::BAD_SIZE } else { codes::SCHEMA_OTHER };
+            let code = if message.contains("size") || message.contains("duration") {
+                codes::BAD_SIZE
+            } else {
+                codes::SCHEMA_OTHER
+            };
             Diagnostic::error(code, pointer, message)
         })
     }

@@ -34,13 +34,21 @@ impl Source {
     /// Read a file; a file that is not UTF-8 or cannot be read is a diagnostic.
     pub fn read(path: &Path) -> Result<Source, Diagnostic> {
         let bytes = std::fs::read(path).map_err(|e| {
-            Diagnostic::error(codes::CANNOT_READ, "", format!("cannot read {}: {e}", path.display()))
+            Diagnostic::error(
+                codes::CANNOT_READ,
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Diagnostic::error(
                 codes::CANNOT_READ,
                 "",
-                format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()),
+                format!(
+                    "{} is not UTF-8 text (byte {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                ),
             )
         })?;
         let mut source = Source::new(path.display().to_string(), text);
@@ -110,7 +118,12 @@ fn to_json(v: serde_yaml::Value, pointer: &str) -> Result<Value, (String, String
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 serde_json::Number::from_f64(f)
                     .map(Value::Number)
-                    .ok_or_else(|| (pointer.to_string(), format!("YAML: `{n}` is not a finite number")))?
+                    .ok_or_else(|| {
+                        (
+                            pointer.to_string(),
+                            format!("YAML: `{n}` is not a finite number"),
+                        )
+                    })?
             }
         }
         Y::String(s) => Value::String(s),

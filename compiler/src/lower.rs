@@ -19,13 +19,22 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 
-pub fn lower(plan: &Plan, analysis: &Analysis, rules: &RuleSet, options: &Options) -> Result<CompiledPlan, Vec<Diagnostic>> {
+pub fn lower(
+    plan: &Plan,
+    analysis: &Analysis,
+    rules: &RuleSet,
+    options: &Options,
+) -> Result<CompiledPlan, Vec<Diagnostic>> {
     let throughput = options.throughput.max(1);
     let mut stages = Vec::new();
     let mut order = Vec::new();
     let mut problems = Vec::new();
     for (s, (stage, resolved)) in plan.stages.iter().zip(&analysis.stages).enumerate() {
-        let mut steps = Steps { stage: &stage.id, list: Vec::new(), throughput };
+        let mut steps = Steps {
+            stage: &stage.id,
+            list: Vec::new(),
+            throughput,
+        };
         if stage.kind == StageKind::Asr {
             steps.asr(analysis);
         } else {
@@ -81,7 +90,10 @@ pub fn plan_hash(plan: &Plan, rules: &RuleSet, analysis: &Analysis) -> String {
         h.update(bytes);
     };
     part("plan", &serde_json::to_vec(plan).unwrap_or_default());
-    part("rules", &serde_json::to_vec(&rules.canonical()).unwrap_or_default());
+    part(
+        "rules",
+        &serde_json::to_vec(&rules.canonical()).unwrap_or_default(),
+    );
     for a in &analysis.artifacts {
         part("artifact", format!("{}={}", a.id, a.sha256).as_bytes());
     }
@@ -95,7 +107,15 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    fn push(&mut self, suffix: &str, kind: StepKind, after: Vec<String>, critical: bool, estimate_s: u64, description: String) -> String {
+    fn push(
+        &mut self,
+        suffix: &str,
+        kind: StepKind,
+        after: Vec<String>,
+        critical: bool,
+        estimate_s: u64,
+        description: String,
+    ) -> String {
         let id = format!("{}/{suffix}", self.stage);
         self.list.push(CStep {
             id: id.clone(),
@@ -127,9 +147,23 @@ impl Steps<'_> {
         let mut tables = HashMap::new();
         for d in &analysis.disks {
             let c = d.critical;
-            let check = self.push(&format!("{}/check", d.id), StepKind::CheckTarget, vec![], c, 1, format!("check target for disk {}", d.id));
+            let check = self.push(
+                &format!("{}/check", d.id),
+                StepKind::CheckTarget,
+                vec![],
+                c,
+                1,
+                format!("check target for disk {}", d.id),
+            );
             self.last().disk = Some(d.id.clone());
-            let clear = self.push(&format!("{}/clear", d.id), StepKind::ClearSignatures, vec![check], c, 1, format!("clear stale signatures inside disk {}'s partitions", d.id));
+            let clear = self.push(
+                &format!("{}/clear", d.id),
+                StepKind::ClearSignatures,
+                vec![check],
+                c,
+                1,
+                format!("clear stale signatures inside disk {}'s partitions", d.id),
+            );
             self.last().disk = Some(d.id.clone());
             let table = self.push(
                 &format!("{}/table", d.id),
@@ -137,21 +171,40 @@ impl Steps<'_> {
                 vec![clear],
                 c,
                 1,
-                format!("write the {:?} table of disk {} ({} partitions)", d.table, d.id, d.partitions.len()).replace("Mbr", "MBR").replace("Gpt", "GPT"),
+                format!(
+                    "write the {:?} table of disk {} ({} partitions)",
+                    d.table,
+                    d.id,
+                    d.partitions.len()
+                )
+                .replace("Mbr", "MBR")
+                .replace("Gpt", "GPT"),
             );
             self.last().disk = Some(d.id.clone());
             tables.insert(d.id.clone(), table.clone());
             for p in d.partitions.iter().filter(|p| p.volume.is_none()) {
                 let Some(content) = &p.content else { continue };
                 let base = format!("{}/{}", d.id, p.id);
-                self.content(content, &base, table.clone(), c, p.min_size, analysis, |st| {
-                    st.disk = Some(d.id.clone());
-                    st.partition = Some(p.id.clone());
-                });
+                self.content(
+                    content,
+                    &base,
+                    table.clone(),
+                    c,
+                    p.min_size,
+                    analysis,
+                    |st| {
+                        st.disk = Some(d.id.clone());
+                        st.partition = Some(p.id.clone());
+                    },
+                );
             }
         }
         for v in &analysis.volumes {
-            let mut after: Vec<String> = v.members.iter().filter_map(|m| tables.get(&m.disk).cloned()).collect();
+            let mut after: Vec<String> = v
+                .members
+                .iter()
+                .filter_map(|m| tables.get(&m.disk).cloned())
+                .collect();
             after.sort();
             after.dedup();
             let assemble = self.push(
@@ -160,51 +213,117 @@ impl Steps<'_> {
                 after,
                 v.critical,
                 1,
-                format!("assemble {:?} volume {} over {} members", v.layout, v.id, v.members.len()).to_lowercase(),
+                format!(
+                    "assemble {:?} volume {} over {} members",
+                    v.layout,
+                    v.id,
+                    v.members.len()
+                )
+                .to_lowercase(),
             );
             self.last().volume = Some(v.id.clone());
             if let Some(content) = &v.content {
                 let base = format!("volume/{}", v.id);
-                self.content(content, &base, assemble, v.critical, v.usable_size, analysis, |st| st.volume = Some(v.id.clone()));
+                self.content(
+                    content,
+                    &base,
+                    assemble,
+                    v.critical,
+                    v.usable_size,
+                    analysis,
+                    |st| st.volume = Some(v.id.clone()),
+                );
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn content(&mut self, c: &Content, base: &str, after: String, critical: bool, capacity: u64, analysis: &Analysis, mark: impl Fn(&mut CStep)) {
+    fn content(
+        &mut self,
+        c: &Content,
+        base: &str,
+        after: String,
+        critical: bool,
+        capacity: u64,
+        analysis: &Analysis,
+        mark: impl Fn(&mut CStep),
+    ) {
         let mut prev = after;
         let mut verified = 0;
         if let Some(image) = &c.image {
-            let size = analysis.artifacts.iter().find(|a| &a.id == image).and_then(|a| a.size).unwrap_or(capacity);
+            let size = analysis
+                .artifacts
+                .iter()
+                .find(|a| &a.id == image)
+                .and_then(|a| a.size)
+                .unwrap_or(capacity);
             let est = self.secs(size) + 1;
-            prev = self.push(&format!("{base}/restore"), StepKind::RestoreImage, vec![prev], critical, est, format!("restore {image} ({}) into {base}", human_bytes(size)));
+            prev = self.push(
+                &format!("{base}/restore"),
+                StepKind::RestoreImage,
+                vec![prev],
+                critical,
+                est,
+                format!("restore {image} ({}) into {base}", human_bytes(size)),
+            );
             mark(self.last());
             verified += size;
         }
         if let Some(f) = &c.format {
             let est = 5 + self.secs(capacity / 256);
             let fs = format!("{:?}", f.fs).to_lowercase();
-            prev = self.push(&format!("{base}/format"), StepKind::Format, vec![prev], critical, est, format!("make {fs} on {base} ({})", human_bytes(capacity)));
+            prev = self.push(
+                &format!("{base}/format"),
+                StepKind::Format,
+                vec![prev],
+                critical,
+                est,
+                format!("make {fs} on {base} ({})", human_bytes(capacity)),
+            );
             mark(self.last());
         }
         if !c.files.is_empty() {
             let total: u64 = c
                 .files
                 .iter()
-                .filter_map(|f| analysis.artifacts.iter().find(|a| a.id == f.artifact).and_then(|a| a.size))
+                .filter_map(|f| {
+                    analysis
+                        .artifacts
+                        .iter()
+                        .find(|a| a.id == f.artifact)
+                        .and_then(|a| a.size)
+                })
                 .sum();
             let names: Vec<&str> = c.files.iter().map(|f| f.to.as_str()).collect();
-            prev = self.push(&format!("{base}/files"), StepKind::InstallFiles, vec![prev], critical, 1 + self.secs(total), format!("install {} into {base}", names.join(", ")));
+            prev = self.push(
+                &format!("{base}/files"),
+                StepKind::InstallFiles,
+                vec![prev],
+                critical,
+                1 + self.secs(total),
+                format!("install {} into {base}", names.join(", ")),
+            );
             mark(self.last());
             verified += total;
         }
-        self.push(&format!("{base}/verify"), StepKind::Verify, vec![prev], critical, 1 + self.secs(verified), format!("verify {base}"));
+        self.push(
+            &format!("{base}/verify"),
+            StepKind::Verify,
+            vec![prev],
+            critical,
+            1 + self.secs(verified),
+            format!("verify {base}"),
+        );
         mark(self.last());
     }
 
     fn actions(&mut self, stage: &Stage, resolved: &ResolvedStage) {
         for (act, r) in stage.actions.iter().zip(&resolved.actions) {
-            let after = r.after.iter().map(|a| format!("{}/{a}", self.stage)).collect();
+            let after = r
+                .after
+                .iter()
+                .map(|a| format!("{}/{a}", self.stage))
+                .collect();
             let (kind, description) = match (&act.manual, &act.run) {
                 (Some(text), _) => (StepKind::Manual, format!("ask: {text}")),
                 (None, Some(argv)) => (StepKind::Run, format!("run {}", argv.join(" "))),
@@ -220,10 +339,26 @@ impl Steps<'_> {
 
     fn probe(&mut self, stage: &Stage, resolved: &ResolvedStage) {
         let Some(probe) = &stage.success else { return };
-        let targets: BTreeSet<&str> = self.list.iter().flat_map(|s| s.after.iter().map(String::as_str)).collect();
-        let sinks: Vec<String> = self.list.iter().filter(|s| !targets.contains(s.id.as_str())).map(|s| s.id.clone()).collect();
+        let targets: BTreeSet<&str> = self
+            .list
+            .iter()
+            .flat_map(|s| s.after.iter().map(String::as_str))
+            .collect();
+        let sinks: Vec<String> = self
+            .list
+            .iter()
+            .filter(|s| !targets.contains(s.id.as_str()))
+            .map(|s| s.id.clone())
+            .collect();
         let t = resolved.probe_timeout;
-        self.push("success", StepKind::Probe, sinks, true, t, format!("probe {}", probe.run.join(" ")));
+        self.push(
+            "success",
+            StepKind::Probe,
+            sinks,
+            true,
+            t,
+            format!("probe {}", probe.run.join(" ")),
+        );
         let step = self.last();
         step.argv = Some(probe.run.clone());
         step.timeout_s = Some(t);
@@ -234,7 +369,10 @@ impl Steps<'_> {
 /// first, so the order is the same on every run. `Err` carries a cycle.
 pub fn topological(steps: &[CStep]) -> Result<Vec<String>, Vec<String>> {
     let mut g: DiGraph<&str, ()> = DiGraph::new();
-    let nodes: HashMap<&str, NodeIndex> = steps.iter().map(|s| (s.id.as_str(), g.add_node(s.id.as_str()))).collect();
+    let nodes: HashMap<&str, NodeIndex> = steps
+        .iter()
+        .map(|s| (s.id.as_str(), g.add_node(s.id.as_str())))
+        .collect();
     for s in steps {
         for a in &s.after {
             if let Some(&from) = nodes.get(a.as_str()) {
@@ -242,8 +380,15 @@ pub fn topological(steps: &[CStep]) -> Result<Vec<String>, Vec<String>> {
             }
         }
     }
-    let mut indegree: HashMap<NodeIndex, usize> = g.node_indices().map(|n| (n, g.neighbors_directed(n, petgraph::Incoming).count())).collect();
-    let mut ready: BTreeSet<(&str, NodeIndex)> = indegree.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| (g[n], n)).collect();
+    let mut indegree: HashMap<NodeIndex, usize> = g
+        .node_indices()
+        .map(|n| (n, g.neighbors_directed(n, petgraph::Incoming).count()))
+        .collect();
+    let mut ready: BTreeSet<(&str, NodeIndex)> = indegree
+        .iter()
+        .filter(|(_, &d)| d == 0)
+        .map(|(&n, _)| (g[n], n))
+        .collect();
     let mut out = Vec::with_capacity(steps.len());
     while let Some((id, n)) = ready.pop_first() {
         out.push(id.to_string());
@@ -270,7 +415,9 @@ pub fn topological(steps: &[CStep]) -> Result<Vec<String>, Vec<String>> {
         let mut at = start;
         loop {
             cycle.push(g[at].to_string());
-            let next = g.neighbors_directed(at, petgraph::Outgoing).find(|m| scc.contains(m));
+            let next = g
+                .neighbors_directed(at, petgraph::Outgoing)
+                .find(|m| scc.contains(m));
             match next {
                 Some(m) if m != start && !cycle.iter().any(|c| c == g[m]) => at = m,
                 _ => break,
@@ -283,7 +430,10 @@ pub fn topological(steps: &[CStep]) -> Result<Vec<String>, Vec<String>> {
 
 fn cycle_diagnostic(s: usize, stage: &Stage, cycle: &[String]) -> Diagnostic {
     let prefix = format!("{}/", stage.id);
-    let names: Vec<&str> = cycle.iter().map(|c| c.strip_prefix(&prefix).unwrap_or(c)).collect();
+    let names: Vec<&str> = cycle
+        .iter()
+        .map(|c| c.strip_prefix(&prefix).unwrap_or(c))
+        .collect();
     let pointer = names
         .get(1)
         .and_then(|second| {
@@ -291,12 +441,25 @@ fn cycle_diagnostic(s: usize, stage: &Stage, cycle: &[String]) -> Diagnostic {
                 .actions
                 .iter()
                 .enumerate()
-                .find(|(a, act)| act.id.clone().unwrap_or_else(|| format!("action-{}", a + 1)) == *second)
+                .find(|(a, act)| {
+                    act.id
+                        .clone()
+                        .unwrap_or_else(|| format!("action-{}", a + 1))
+                        == *second
+                })
                 .map(|(a, _)| format!("/stages/{s}/actions/{a}/after"))
         })
         .unwrap_or_else(|| format!("/stages/{s}"));
-    Diagnostic::error(codes::CYCLE, pointer, format!("actions of stage `{}` wait for each other: {}", stage.id, names.join(" → ")))
-        .help("remove one of these `after:` entries")
+    Diagnostic::error(
+        codes::CYCLE,
+        pointer,
+        format!(
+            "actions of stage `{}` wait for each other: {}",
+            stage.id,
+            names.join(" → ")
+        ),
+    )
+    .help("remove one of these `after:` entries")
 }
 
 /// Default throughput for estimates: a conservative 50 MiB/s disk.

@@ -349,4 +349,3 @@ pub struct Probe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
 }
-

@@ -117,7 +117,9 @@ fn validator() -> &'static SchemaValidator {
 /// Parse and check one ruleset file. Problems carry `source.name` as file.
 pub fn parse_file(source: &Source) -> Result<RulesetFile, Vec<Diagnostic>> {
     let tag = |ds: Vec<Diagnostic>| -> Vec<Diagnostic> {
-        ds.into_iter().map(|d| d.in_file(source.name.clone())).collect()
+        ds.into_iter()
+            .map(|d| d.in_file(source.name.clone()))
+            .collect()
     };
     let value = parse_yaml(source).map_err(|e| tag(vec![e.diagnostic()]))?;
     let problems = validator().validate(&value);
@@ -125,14 +127,20 @@ pub fn parse_file(source: &Source) -> Result<RulesetFile, Vec<Diagnostic>> {
         return Err(tag(problems));
     }
     let file: RulesetFile = serde_json::from_value(value).map_err(|e| {
-        tag(vec![Diagnostic::error(codes::RULESET_INVALID, "", e.to_string())])
+        tag(vec![Diagnostic::error(
+            codes::RULESET_INVALID,
+            "",
+            e.to_string(),
+        )])
     })?;
     let mut problems = Vec::new();
     let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (i, rule) in file.rules.iter().enumerate() {
         if let Some(first) = seen.insert((&rule.backup, &rule.media), i) {
             let other = &file.rules[first];
-            let (code, what) = if other.verdict == rule.verdict && other.except_languages == rule.except_languages {
+            let (code, what) = if other.verdict == rule.verdict
+                && other.except_languages == rule.except_languages
+            {
                 (codes::RULESET_CONFLICT, "repeats")
             } else {
                 (codes::RULESET_CONFLICT, "contradicts")
@@ -341,7 +349,11 @@ impl RuleSet {
         }
         out.push_str("\n✔ supported   ✘ not supported   · no rule (refused)\n");
         for (i, langs) in footnotes.iter().enumerate() {
-            out.push_str(&format!("{} except languages: {}\n", superscript(i + 1), langs.join(", ")));
+            out.push_str(&format!(
+                "{} except languages: {}\n",
+                superscript(i + 1),
+                langs.join(", ")
+            ));
         }
         for note in &self.notes {
             out.push_str(&format!("note: {}", note.text));

@@ -58,7 +58,10 @@ impl SchemaValidator {
         let mut out: Vec<Diagnostic> = Vec::new();
         for error in self.validator.iter_errors(instance) {
             for d in self.explain(&error) {
-                if !out.iter().any(|o| o.pointer == d.pointer && o.message == d.message) {
+                if !out
+                    .iter()
+                    .any(|o| o.pointer == d.pointer && o.message == d.message)
+                {
                     out.push(d);
                 }
             }
@@ -76,18 +79,26 @@ impl SchemaValidator {
                     .iter()
                     .map(|field| {
                         let p = format!("{pointer}/{}", crate::diagnostic::escape_token(field));
-                        Diagnostic::error(codes::UNKNOWN_FIELD, p, format!("unknown field `{field}`"))
-                            .at_key()
-                            .maybe_help(
-                                did_you_mean(field, self.properties.iter())
-                                    .map(|s| format!("did you mean `{s}`?")),
-                            )
+                        Diagnostic::error(
+                            codes::UNKNOWN_FIELD,
+                            p,
+                            format!("unknown field `{field}`"),
+                        )
+                        .at_key()
+                        .maybe_help(
+                            did_you_mean(field, self.properties.iter())
+                                .map(|s| format!("did you mean `{s}`?")),
+                        )
                     })
                     .collect();
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                Diagnostic::error(codes::MISSING_FIELD, pointer, format!("missing field `{name}`"))
+                Diagnostic::error(
+                    codes::MISSING_FIELD,
+                    pointer,
+                    format!("missing field `{name}`"),
+                )
             }
             ValidationErrorKind::Type { kind } => Diagnostic::error(
                 codes::WRONG_TYPE,
@@ -123,11 +134,16 @@ impl SchemaValidator {
             ValidationErrorKind::Pattern { pattern } => pattern_error(pattern, instance, pointer),
             ValidationErrorKind::OneOfNotValid { .. }
             | ValidationErrorKind::AnyOf { .. }
-            | ValidationErrorKind::OneOfMultipleValid { .. } => one_of_error(instance, pointer, error),
+            | ValidationErrorKind::OneOfMultipleValid { .. } => {
+                one_of_error(instance, pointer, error)
+            }
             ValidationErrorKind::MinItems { limit } => Diagnostic::error(
                 codes::BAD_VALUE,
                 pointer,
-                format!("needs at least {limit} item{}", if *limit == 1 { "" } else { "s" }),
+                format!(
+                    "needs at least {limit} item{}",
+                    if *limit == 1 { "" } else { "s" }
+                ),
             ),
             ValidationErrorKind::MinLength { .. } => {
                 Diagnostic::error(codes::BAD_VALUE, pointer, "must not be empty")
@@ -145,7 +161,10 @@ fn pattern_error(pattern: &str, instance: &Value, pointer: String) -> Diagnostic
         return Diagnostic::error(
             codes::BAD_SIZE,
             pointer,
-            e.as_ref().map_or_else(|| format!("`{text}` is not a duration"), |e| e.message.clone()),
+            e.as_ref().map_or_else(
+                || format!("`{text}` is not a duration"),
+                |e| e.message.clone(),
+            ),
         )
         .maybe_help(e.and_then(|e| e.help));
     }
@@ -187,9 +206,15 @@ fn one_of_error(instance: &Value, pointer: String, error: &ValidationError) -> D
     match instance {
         Value::String(s) => match Size::parse(s) {
             Err(e) => Diagnostic::error(codes::BAD_SIZE, pointer, e.message).maybe_help(e.help),
-            Ok(_) => Diagnostic::error(codes::BAD_VALUE, pointer, format!("`{s}` is not allowed here")),
+            Ok(_) => Diagnostic::error(
+                codes::BAD_VALUE,
+                pointer,
+                format!("`{s}` is not allowed here"),
+            ),
         },
-        Value::Object(map) if path.contains("Action") || map.contains_key("manual") || map.contains_key("run") => {
+        Value::Object(map)
+            if path.contains("Action") || map.contains_key("manual") || map.contains_key("run") =>
+        {
             Diagnostic::error(
                 codes::BAD_VALUE,
                 pointer,
@@ -206,7 +231,10 @@ fn one_of_error(instance: &Value, pointer: String, error: &ValidationError) -> D
         _ if path.contains("Size") => Diagnostic::error(
             codes::WRONG_TYPE,
             pointer,
-            format!("expected a size (integer bytes or a string like `40GiB`), found {}", describe(instance)),
+            format!(
+                "expected a size (integer bytes or a string like `40GiB`), found {}",
+                describe(instance)
+            ),
         ),
         _ => Diagnostic::error(codes::SCHEMA_OTHER, pointer, error.to_string()),
     }
@@ -225,7 +253,11 @@ fn type_names(kind: &TypeKind) -> String {
     };
     match kind {
         TypeKind::Single(t) => name(t),
-        TypeKind::Multiple(set) => set.iter().map(|t| name(&t)).collect::<Vec<_>>().join(" or "),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| name(&t))
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -258,7 +290,10 @@ fn collect_properties(schema: &Value, out: &mut BTreeSet<String>) {
 }
 
 /// The closest candidate within a small edit distance, if any.
-pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a String>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .map(|c| (edit_distance(word, c), c))

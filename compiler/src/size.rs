@@ -288,7 +288,10 @@ mod tests {
         assert_eq!(Size::parse("40GiB"), Ok(Size::Bytes(40 * GIB)));
         assert_eq!(Size::parse("1.5GiB"), Ok(Size::Bytes(1536 * MIB)));
         assert_eq!(Size::parse("2GB"), Ok(Size::Bytes(2_000_000_000)));
-        assert_eq!(Size::parse("2048s"), Ok(Size::Bytes(0)).map(|_| Size::Sectors(2048)));
+        assert_eq!(
+            Size::parse("2048s"),
+            Ok(Size::Bytes(0)).map(|_| Size::Sectors(2048))
+        );
         assert_eq!(Size::parse("17"), Ok(Size::Bytes(17)));
     }
 

@@ -56,7 +56,10 @@ impl SpanIndex {
 
     /// The span of the key that introduces `pointer` (falls back to value).
     pub fn key(&self, pointer: &str) -> Option<Span> {
-        self.keys.get(pointer).copied().or_else(|| self.value(pointer))
+        self.keys
+            .get(pointer)
+            .copied()
+            .or_else(|| self.value(pointer))
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -95,8 +98,15 @@ fn offset_of(line_starts: &[usize], text: &str, line: usize, col: usize) -> usiz
 }
 
 enum Frame {
-    Mapping { pointer: String, key: Option<String>, first: bool },
-    Sequence { pointer: String, next: usize },
+    Mapping {
+        pointer: String,
+        key: Option<String>,
+        first: bool,
+    },
+    Sequence {
+        pointer: String,
+        next: usize,
+    },
 }
 
 struct Builder<'t> {
@@ -123,7 +133,11 @@ impl Builder<'_> {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Mapping { pointer, key, first }) => match key.take() {
+            Some(Frame::Mapping {
+                pointer,
+                key,
+                first,
+            }) => match key.take() {
                 Some(k) => Some(format!("{pointer}/{}", escape_token(&k))),
                 None => {
                     if std::mem::take(first) {
@@ -196,7 +210,11 @@ impl MarkedEventReceiver for Builder<'_> {
                 let pointer = self.place(None, span).unwrap_or_default();
                 self.index.values.entry(pointer.clone()).or_insert(span);
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Mapping { pointer, key: None, first: true }
+                    Frame::Mapping {
+                        pointer,
+                        key: None,
+                        first: true,
+                    }
                 } else {
                     Frame::Sequence { pointer, next: 0 }
                 });
@@ -228,7 +246,10 @@ mod tests {
         assert_eq!(at(&ix, text, "/name"), (2, 7, "\"pc07\"".into()));
         assert_eq!(at(&ix, text, "/disks/0/id"), (4, 9, "disk0".into()));
         assert_eq!(at(&ix, text, "/disks/0/size"), (5, 11, "80GiB".into()));
-        assert_eq!(at(&ix, text, "/disks/0/partitions/0/size"), (6, 33, "1MiB".into()));
+        assert_eq!(
+            at(&ix, text, "/disks/0/partitions/0/size"),
+            (6, 33, "1MiB".into())
+        );
         let k = ix.key("/disks/0/size").unwrap();
         assert_eq!(ix.line_col(text, k.offset), (5, 5));
         // An unindexed child falls back to its parent.

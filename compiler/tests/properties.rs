@@ -22,7 +22,10 @@ fn plan_text(gpt: bool, disk_mib: u64, parts: &[Part], rest: bool) -> String {
         if gpt { "gpt" } else { "mbr" }
     ));
     for (i, p) in parts.iter().enumerate() {
-        s.push_str(&format!("      - id: p{i}\n        type: linux\n        size: {}MiB\n", p.size_mib));
+        s.push_str(&format!(
+            "      - id: p{i}\n        type: linux\n        size: {}MiB\n",
+            p.size_mib
+        ));
         if let Some(st) = p.start_mib {
             s.push_str(&format!("        start: {st}MiB\n"));
         }
@@ -38,8 +41,16 @@ fn plan_text(gpt: bool, disk_mib: u64, parts: &[Part], rest: bool) -> String {
 }
 
 fn part() -> impl Strategy<Value = Part> {
-    (proptest::option::weighted(0.3, 0..64_u64), 1..16_u64, proptest::bool::weighted(0.3))
-        .prop_map(|(start_mib, size_mib, logical)| Part { start_mib, size_mib, logical })
+    (
+        proptest::option::weighted(0.3, 0..64_u64),
+        1..16_u64,
+        proptest::bool::weighted(0.3),
+    )
+        .prop_map(|(start_mib, size_mib, logical)| Part {
+            start_mib,
+            size_mib,
+            logical,
+        })
 }
 
 proptest! {

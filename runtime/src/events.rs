@@ -9,12 +9,33 @@ use std::io::Write;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event<'a> {
-    StageStarted { stage: &'a str, kind: &'a str },
-    StepStarted { step: &'a str, description: &'a str, total_bytes: Option<u64> },
-    Bytes { step: &'a str, done: u64, total: u64 },
-    StepFinished { step: &'a str, outcome: &'a str, message: Option<&'a str> },
-    StageFinished { stage: &'a str, ok: bool },
-    Finished { ok: bool, stage: Option<&'a str> },
+    StageStarted {
+        stage: &'a str,
+        kind: &'a str,
+    },
+    StepStarted {
+        step: &'a str,
+        description: &'a str,
+        total_bytes: Option<u64>,
+    },
+    Bytes {
+        step: &'a str,
+        done: u64,
+        total: u64,
+    },
+    StepFinished {
+        step: &'a str,
+        outcome: &'a str,
+        message: Option<&'a str>,
+    },
+    StageFinished {
+        stage: &'a str,
+        ok: bool,
+    },
+    Finished {
+        ok: bool,
+        stage: Option<&'a str>,
+    },
 }
 
 pub trait Observer {
@@ -29,7 +50,10 @@ pub struct Human {
 
 impl Human {
     pub fn new(terminal: bool) -> Human {
-        Human { bar: None, terminal }
+        Human {
+            bar: None,
+            terminal,
+        }
     }
 }
 
@@ -40,12 +64,19 @@ impl Observer for Human {
             Event::StageStarted { stage, kind } => {
                 let _ = writeln!(err, "── stage {stage} ({kind})");
             }
-            Event::StepStarted { description, total_bytes, .. } => {
+            Event::StepStarted {
+                description,
+                total_bytes,
+                ..
+            } => {
                 if let (true, Some(total)) = (self.terminal, total_bytes) {
-                    let bar = ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
+                    let bar =
+                        ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
                     bar.set_style(
-                        ProgressStyle::with_template("   {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        ProgressStyle::with_template(
+                            "   {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     bar.set_message(description.to_string());
                     self.bar = Some(bar);
@@ -58,7 +89,11 @@ impl Observer for Human {
                     bar.set_position(*done);
                 }
             }
-            Event::StepFinished { step, outcome, message } => {
+            Event::StepFinished {
+                step,
+                outcome,
+                message,
+            } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
@@ -67,10 +102,18 @@ impl Observer for Human {
                     "skipped" | "unchanged" => "·",
                     _ => "✘",
                 };
-                let _ = writeln!(err, "   {mark} {step} {outcome}{}", message.map(|m| format!(": {m}")).unwrap_or_default());
+                let _ = writeln!(
+                    err,
+                    "   {mark} {step} {outcome}{}",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                );
             }
             Event::StageFinished { stage, ok } => {
-                let _ = writeln!(err, "── stage {stage} {}", if *ok { "succeeded" } else { "failed" });
+                let _ = writeln!(
+                    err,
+                    "── stage {stage} {}",
+                    if *ok { "succeeded" } else { "failed" }
+                );
             }
             Event::Finished { ok, stage } => {
                 let _ = match (ok, stage) {
@@ -103,7 +146,10 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(total: u64) -> Throttle {
-        Throttle { last: 0, every: (total / 100).clamp(1 << 20, 64 << 20) }
+        Throttle {
+            last: 0,
+            every: (total / 100).clamp(1 << 20, 64 << 20),
+        }
     }
 
     pub fn due(&mut self, done: u64) -> bool {

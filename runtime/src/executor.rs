@@ -37,6 +37,9 @@ pub struct TargetArg {
     pub path: PathBuf,
 }
 
+/// A question to the operator: the text in, yes or no out.
+pub type Ask = Box<dyn FnMut(&str) -> bool>;
+
 pub struct ApplyOptions {
     /// Proceed despite a foreign partition table or a sector-size mismatch.
     pub force: bool,
@@ -48,16 +51,19 @@ pub struct ApplyOptions {
     /// Where mkfs's temporary images go.
     pub temp_dir: Option<PathBuf>,
     /// Asks the operator to go ahead; `None` means `--yes`.
-    pub confirm: Option<Box<dyn FnMut(&str) -> bool>>,
+    pub confirm: Option<Ask>,
     /// Asks a person to carry out a manual action; true when done.
-    pub manual: Box<dyn FnMut(&str) -> bool>,
+    pub manual: Ask,
 }
 
 /// How an apply ended, with what it has to say.
 #[derive(Debug)]
 pub enum Outcome {
     /// A stage succeeded (possibly with non-critical failures reported).
-    Recovered { stage: String, diagnostics: Vec<Diagnostic> },
+    Recovered {
+        stage: String,
+        diagnostics: Vec<Diagnostic>,
+    },
     /// Every stage failed.
     AllFailed { diagnostics: Vec<Diagnostic> },
     /// Nothing was done: a target or the plan was refused.
@@ -79,12 +85,20 @@ pub fn check_artifacts(plan: &CompiledPlan) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for a in &plan.artifacts {
         match rplan_compiler::analyze::artifacts::hash_artifact(Path::new(&a.path), a.format) {
-            Err(e) => out.push(Diagnostic::error(codes::STALE_COMPILED, "", format!("artifact `{}` ({}): {e}", a.id, a.path))),
+            Err(e) => out.push(Diagnostic::error(
+                codes::STALE_COMPILED,
+                "",
+                format!("artifact `{}` ({}): {e}", a.id, a.path),
+            )),
             Ok((sha, len)) => {
                 if sha != a.sha256 || a.size.is_some_and(|s| s != len) {
                     out.push(
-                        Diagnostic::error(codes::STALE_COMPILED, "", format!("artifact `{}` changed since the plan was compiled", a.id))
-                            .help("compile the plan again against the current backup"),
+                        Diagnostic::error(
+                            codes::STALE_COMPILED,
+                            "",
+                            format!("artifact `{}` changed since the plan was compiled", a.id),
+                        )
+                        .help("compile the plan again against the current backup"),
                     );
                 }
             }
@@ -93,7 +107,12 @@ pub fn check_artifacts(plan: &CompiledPlan) -> Vec<Diagnostic> {
     out
 }
 
-pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions, obs: &mut dyn Observer) -> Outcome {
+pub fn apply(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    mut opts: ApplyOptions,
+    obs: &mut dyn Observer,
+) -> Outcome {
     // Which disks need targets: all of them, if there is an ASR stage.
     let has_asr = plan.stages.iter().any(|s| s.kind == StageKind::Asr);
     let mut problems = Vec::new();
@@ -101,12 +120,25 @@ pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions,
         if plan.disk(&t.disk).is_none() {
             let ids: Vec<&str> = plan.disks.iter().map(|d| d.id.as_str()).collect();
             return Outcome::Usage {
-                diagnostics: vec![Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("--target names disk `{}`, which the plan does not have", t.disk))
-                    .help(format!("the plan's disks: {}", ids.join(", ")))],
+                diagnostics: vec![Diagnostic::error(
+                    codes::UNKNOWN_TARGET,
+                    "",
+                    format!(
+                        "--target names disk `{}`, which the plan does not have",
+                        t.disk
+                    ),
+                )
+                .help(format!("the plan's disks: {}", ids.join(", ")))],
             };
         }
         if targets.iter().filter(|o| o.disk == t.disk).count() > 1 {
-            return Outcome::Usage { diagnostics: vec![Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("disk `{}` is given two targets", t.disk))] };
+            return Outcome::Usage {
+                diagnostics: vec![Diagnostic::error(
+                    codes::UNKNOWN_TARGET,
+                    "",
+                    format!("disk `{}` is given two targets", t.disk),
+                )],
+            };
         }
     }
     let mut opened: Vec<Option<Target>> = Vec::new();
@@ -130,9 +162,14 @@ pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions,
         }
     }
     if !problems.is_empty() {
-        return Outcome::Refused { diagnostics: problems };
+        return Outcome::Refused {
+            diagnostics: problems,
+        };
     }
-    let pairs: Vec<(String, String)> = targets.iter().map(|t| (t.disk.clone(), t.path.display().to_string())).collect();
+    let pairs: Vec<(String, String)> = targets
+        .iter()
+        .map(|t| (t.disk.clone(), t.path.display().to_string()))
+        .collect();
     if let Some(confirm) = opts.confirm.as_mut() {
         let list: Vec<String> = pairs.iter().map(|(d, p)| format!("  {d} = {p}")).collect();
         let question = format!(
@@ -141,7 +178,14 @@ pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions,
             list.join("\n")
         );
         if !confirm(&question) {
-            return Outcome::Refused { diagnostics: vec![Diagnostic::error(codes::NOT_CONFIRMED, "", "not confirmed; nothing was written").help("answer `yes`, or pass --yes")] };
+            return Outcome::Refused {
+                diagnostics: vec![Diagnostic::error(
+                    codes::NOT_CONFIRMED,
+                    "",
+                    "not confirmed; nothing was written",
+                )
+                .help("answer `yes`, or pass --yes")],
+            };
         }
     }
     let journal_path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
@@ -149,43 +193,96 @@ pub fn apply(plan: &CompiledPlan, targets: &[TargetArg], mut opts: ApplyOptions,
         Ok(j) => j,
         Err(e) => {
             return Outcome::Usage {
-                diagnostics: vec![Diagnostic::error(codes::IO_FAILED, "", format!("cannot open journal {}: {e}", journal_path.display())).help("choose another directory with --journal DIR")],
+                diagnostics: vec![Diagnostic::error(
+                    codes::IO_FAILED,
+                    "",
+                    format!("cannot open journal {}: {e}", journal_path.display()),
+                )
+                .help("choose another directory with --journal DIR")],
             }
         }
     };
     match (journal.state(), opts.resume) {
         (JournalState::Interrupted, false) => {
             return Outcome::Refused {
-                diagnostics: vec![Diagnostic::error(codes::JOURNAL_MISMATCH, "", format!("an earlier apply of this plan was interrupted ({})", journal.path().display()))
-                    .help("continue it with --resume; the end state will be the same as an uninterrupted run")],
+                diagnostics: vec![Diagnostic::error(
+                codes::JOURNAL_MISMATCH,
+                "",
+                format!(
+                    "an earlier apply of this plan was interrupted ({})",
+                    journal.path().display()
+                ),
+            )
+            .help(
+                "continue it with --resume; the end state will be the same as an uninterrupted run",
+            )],
             }
         }
         (JournalState::Interrupted, true) if journal.targets() != Some(pairs.as_slice()) => {
             return Outcome::Refused {
-                diagnostics: vec![Diagnostic::error(codes::JOURNAL_MISMATCH, "", "the interrupted apply used other targets").help(format!("resume with the same --target arguments: {:?}", journal.targets().unwrap_or_default()))],
+                diagnostics: vec![Diagnostic::error(
+                    codes::JOURNAL_MISMATCH,
+                    "",
+                    "the interrupted apply used other targets",
+                )
+                .help(format!(
+                    "resume with the same --target arguments: {:?}",
+                    journal.targets().unwrap_or_default()
+                ))],
             }
         }
         (JournalState::Interrupted, true) => {}
         _ => {
-            if let Err(e) = journal.append(Record::Begin { plan_hash: plan.plan_hash.clone(), targets: pairs.clone() }) {
-                return Outcome::Usage { diagnostics: vec![Diagnostic::error(codes::IO_FAILED, "", format!("cannot write journal: {e}"))] };
+            if let Err(e) = journal.append(Record::Begin {
+                plan_hash: plan.plan_hash.clone(),
+                targets: pairs.clone(),
+            }) {
+                return Outcome::Usage {
+                    diagnostics: vec![Diagnostic::error(
+                        codes::IO_FAILED,
+                        "",
+                        format!("cannot write journal: {e}"),
+                    )],
+                };
             }
         }
     }
-    let mut run = Run { plan, targets: opened, journal, opts: &mut opts, obs, reports: Vec::new(), resuming: false };
+    let mut run = Run {
+        plan,
+        targets: opened,
+        journal,
+        opts: &mut opts,
+        obs,
+        reports: Vec::new(),
+        resuming: false,
+    };
     run.resuming = run.opts.resume;
     run.stages()
 }
 
 /// Open one target exclusively and check it; every refusal is collected.
-fn open_checked(plan: &CompiledPlan, di: usize, path: &Path, force: bool) -> Result<Target, Vec<Diagnostic>> {
+fn open_checked(
+    plan: &CompiledPlan,
+    di: usize,
+    path: &Path,
+    force: bool,
+) -> Result<Target, Vec<Diagnostic>> {
     let disk = &plan.disks[di];
     let name = format!("{}={}", disk.id, path.display());
     if let Some(why) = target::mounted_or_in_use(path) {
-        return Err(vec![Diagnostic::error(codes::TARGET_IN_USE, "", format!("target {name} is in use: {why}")).help("unmount it and stop what uses it; rplan never writes to a disk in use")]);
+        return Err(vec![Diagnostic::error(
+            codes::TARGET_IN_USE,
+            "",
+            format!("target {name} is in use: {why}"),
+        )
+        .help(
+            "unmount it and stop what uses it; rplan never writes to a disk in use",
+        )]);
     }
     let opened: Result<Box<dyn Device>, TargetError> = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => ImageFile::open(path, Access::ReadWrite).and_then(|f| f.with_sector_size(disk.sector_size)).map(|f| Box::new(f) as Box<dyn Device>),
+        Ok(m) if m.is_file() => ImageFile::open(path, Access::ReadWrite)
+            .and_then(|f| f.with_sector_size(disk.sector_size))
+            .map(|f| Box::new(f) as Box<dyn Device>),
         _ => target::open_target(path, Access::ReadWrite),
     };
     let device = opened.map_err(|e| {
@@ -195,24 +292,41 @@ fn open_checked(plan: &CompiledPlan, di: usize, path: &Path, force: bool) -> Res
             TargetError::InUse(_) => codes::TARGET_IN_USE,
             _ => codes::TARGET_MISSING,
         };
-        vec![Diagnostic::error(code, "", format!("cannot open target {name}: {e}"))]
+        vec![Diagnostic::error(
+            code,
+            "",
+            format!("cannot open target {name}: {e}"),
+        )]
     })?;
     let mut problems = Vec::new();
     if device.len() < disk.min_size {
         problems.push(
-            Diagnostic::error(codes::TARGET_TOO_SMALL, "", format!("target {name} holds {}, the plan needs at least {}", human_bytes(device.len()), human_bytes(disk.min_size)))
-                .help("restore onto a disk at least as large as the original"),
+            Diagnostic::error(
+                codes::TARGET_TOO_SMALL,
+                "",
+                format!(
+                    "target {name} holds {}, the plan needs at least {}",
+                    human_bytes(device.len()),
+                    human_bytes(disk.min_size)
+                ),
+            )
+            .help("restore onto a disk at least as large as the original"),
         );
     }
     if device.sector_size() != disk.sector_size && !force {
         problems.push(Diagnostic::error(
             codes::SECTOR_MISMATCH,
             "",
-            format!("target {name} has {}-byte sectors, the plan's disk {}-byte ones", device.sector_size(), disk.sector_size),
+            format!(
+                "target {name} has {}-byte sectors, the plan's disk {}-byte ones",
+                device.sector_size(),
+                disk.sector_size
+            ),
         ));
     }
     let spec = layout::table_spec(disk, device.len());
-    let table_matched = problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
+    let table_matched =
+        problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
     if !table_matched && !force {
         match table::read_table(device.as_ref()) {
             Ok(None) => {}
@@ -235,7 +349,11 @@ fn open_checked(plan: &CompiledPlan, di: usize, path: &Path, force: bool) -> Res
         }
     }
     if problems.is_empty() {
-        Ok(Target { path: path.to_path_buf(), device, table_matched })
+        Ok(Target {
+            path: path.to_path_buf(),
+            device,
+            table_matched,
+        })
     } else {
         Err(problems)
     }
@@ -264,43 +382,86 @@ impl<E: std::fmt::Display> From<(&'static str, E)> for StepError {
 type StepResult = Result<StepOk, StepError>;
 
 enum StepOk {
-    Done { fingerprint: Option<String> },
+    Done {
+        fingerprint: Option<String>,
+    },
     /// Found already in place; nothing written.
-    Unchanged { fingerprint: Option<String> },
+    Unchanged {
+        fingerprint: Option<String>,
+    },
 }
 
 impl Run<'_> {
     fn journal(&mut self, r: Record) -> Result<(), Diagnostic> {
-        self.journal
-            .append(r)
-            .map_err(|e| Diagnostic::error(codes::IO_FAILED, "", format!("cannot write journal {}: {e}", self.journal.path().display())))
+        self.journal.append(r).map_err(|e| {
+            Diagnostic::error(
+                codes::IO_FAILED,
+                "",
+                format!(
+                    "cannot write journal {}: {e}",
+                    self.journal.path().display()
+                ),
+            )
+        })
     }
 
     fn stages(mut self) -> Outcome {
         let plan = self.plan;
         for stage in &plan.stages {
-            self.obs.event(&Event::StageStarted { stage: &stage.id, kind: stage.kind.name() });
+            self.obs.event(&Event::StageStarted {
+                stage: &stage.id,
+                kind: stage.kind.name(),
+            });
             let ok = match self.stage(stage) {
                 Ok(ok) => ok,
-                Err(d) => return Outcome::Usage { diagnostics: vec![d] },
+                Err(d) => {
+                    return Outcome::Usage {
+                        diagnostics: vec![d],
+                    }
+                }
             };
-            self.obs.event(&Event::StageFinished { stage: &stage.id, ok });
-            if let Err(d) = self.journal(Record::StageDone { stage: stage.id.clone(), ok }) {
-                return Outcome::Usage { diagnostics: vec![d] };
+            self.obs.event(&Event::StageFinished {
+                stage: &stage.id,
+                ok,
+            });
+            if let Err(d) = self.journal(Record::StageDone {
+                stage: stage.id.clone(),
+                ok,
+            }) {
+                return Outcome::Usage {
+                    diagnostics: vec![d],
+                };
             }
             if ok {
                 // What failed on the way up the ladder is history now.
                 for d in &mut self.reports {
                     d.severity = rplan_compiler::Severity::Warning;
                 }
-                let _ = self.journal(Record::End { ok: true, stage: Some(stage.id.clone()) });
-                self.obs.event(&Event::Finished { ok: true, stage: Some(&stage.id) });
-                return Outcome::Recovered { stage: stage.id.clone(), diagnostics: self.reports };
+                let _ = self.journal(Record::End {
+                    ok: true,
+                    stage: Some(stage.id.clone()),
+                });
+                self.obs.event(&Event::Finished {
+                    ok: true,
+                    stage: Some(&stage.id),
+                });
+                return Outcome::Recovered {
+                    stage: stage.id.clone(),
+                    diagnostics: self.reports,
+                };
             }
         }
-        let _ = self.journal(Record::End { ok: false, stage: None });
-        self.obs.event(&Event::Finished { ok: false, stage: None });
-        Outcome::AllFailed { diagnostics: self.reports }
+        let _ = self.journal(Record::End {
+            ok: false,
+            stage: None,
+        });
+        self.obs.event(&Event::Finished {
+            ok: false,
+            stage: None,
+        });
+        Outcome::AllFailed {
+            diagnostics: self.reports,
+        }
     }
 
     /// Run one stage; Ok(success). Err only for journal failures.
@@ -308,41 +469,96 @@ impl Run<'_> {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(stage.timeout_s);
         let mut failed: HashSet<&str> = HashSet::new();
-        let order: Vec<&CStep> = self.plan.order.iter().filter_map(|id| stage.steps.iter().find(|s| &s.id == id)).collect();
+        let order: Vec<&CStep> = self
+            .plan
+            .order
+            .iter()
+            .filter_map(|id| stage.steps.iter().find(|s| &s.id == id))
+            .collect();
         for step in order {
             if let Some(dep) = step.after.iter().find(|a| failed.contains(a.as_str())) {
                 failed.insert(&step.id);
                 let msg = format!("skipped: `{dep}` failed");
-                self.obs.event(&Event::StepFinished { step: &step.id, outcome: "skipped", message: Some(&msg) });
+                self.obs.event(&Event::StepFinished {
+                    step: &step.id,
+                    outcome: "skipped",
+                    message: Some(&msg),
+                });
                 continue;
             }
             if Instant::now() >= deadline {
-                self.reports.push(Diagnostic::error(codes::COMMAND_TIMEOUT, "", format!("stage `{}` ran out of time ({}s) before `{}`", stage.id, stage.timeout_s, step.id)));
+                self.reports.push(Diagnostic::error(
+                    codes::COMMAND_TIMEOUT,
+                    "",
+                    format!(
+                        "stage `{}` ran out of time ({}s) before `{}`",
+                        stage.id, stage.timeout_s, step.id
+                    ),
+                ));
                 return Ok(false);
             }
-            if self.resuming && matches!(step.kind, StepKind::Run | StepKind::Manual | StepKind::Probe) && self.journal.done(&step.id).is_some() {
-                self.obs.event(&Event::StepFinished { step: &step.id, outcome: "unchanged", message: Some("done before the interruption") });
+            if self.resuming
+                && matches!(
+                    step.kind,
+                    StepKind::Run | StepKind::Manual | StepKind::Probe
+                )
+                && self.journal.done(&step.id).is_some()
+            {
+                self.obs.event(&Event::StepFinished {
+                    step: &step.id,
+                    outcome: "unchanged",
+                    message: Some("done before the interruption"),
+                });
                 continue;
             }
-            self.obs.event(&Event::StepStarted { step: &step.id, description: &step.description, total_bytes: self.step_bytes(step) });
-            self.journal(Record::StepStarted { step: step.id.clone() })?;
+            self.obs.event(&Event::StepStarted {
+                step: &step.id,
+                description: &step.description,
+                total_bytes: self.step_bytes(step),
+            });
+            self.journal(Record::StepStarted {
+                step: step.id.clone(),
+            })?;
             let result = self.step(step, deadline);
             let (ok, fingerprint, message, outcome) = match &result {
                 Ok(StepOk::Done { fingerprint }) => (true, fingerprint.clone(), None, "ok"),
-                Ok(StepOk::Unchanged { fingerprint }) => (true, fingerprint.clone(), Some("already in place".to_string()), "unchanged"),
+                Ok(StepOk::Unchanged { fingerprint }) => (
+                    true,
+                    fingerprint.clone(),
+                    Some("already in place".to_string()),
+                    "unchanged",
+                ),
                 Err(StepError(d)) => (false, None, Some(d.message.clone()), "failed"),
             };
-            self.journal(Record::StepDone { step: step.id.clone(), ok, fingerprint, message: message.clone() })?;
-            self.obs.event(&Event::StepFinished { step: &step.id, outcome, message: message.as_deref() });
+            self.journal(Record::StepDone {
+                step: step.id.clone(),
+                ok,
+                fingerprint,
+                message: message.clone(),
+            })?;
+            self.obs.event(&Event::StepFinished {
+                step: &step.id,
+                outcome,
+                message: message.as_deref(),
+            });
             if let Err(StepError(d)) = result {
                 failed.insert(&step.id);
                 let critical = step.critical;
-                let d = Diagnostic { message: format!("step `{}` failed: {}", step.id, d.message), ..d };
+                let d = Diagnostic {
+                    message: format!("step `{}` failed: {}", step.id, d.message),
+                    ..d
+                };
                 if critical {
                     self.reports.push(d);
                     return Ok(false);
                 }
-                self.reports.push(Diagnostic { severity: rplan_compiler::Severity::Warning, ..d }.help("not critical: the rest of the restore went on"));
+                self.reports.push(
+                    Diagnostic {
+                        severity: rplan_compiler::Severity::Warning,
+                        ..d
+                    }
+                    .help("not critical: the rest of the restore went on"),
+                );
             }
         }
         Ok(true)
@@ -352,7 +568,11 @@ impl Run<'_> {
         match step.kind {
             StepKind::RestoreImage | StepKind::Verify => {
                 let content = self.content_of(step)?;
-                content.image.as_ref().and_then(|i| self.plan.artifact(i)).and_then(|a| a.size)
+                content
+                    .image
+                    .as_ref()
+                    .and_then(|i| self.plan.artifact(i))
+                    .and_then(|a| a.size)
             }
             _ => None,
         }
@@ -374,23 +594,55 @@ impl Run<'_> {
                 let limit = Duration::from_secs(step.timeout_s.unwrap_or(600)).min(remaining);
                 match crate::process::run(&argv, limit) {
                     crate::process::Outcome::Success => Ok(StepOk::Done { fingerprint: None }),
-                    crate::process::Outcome::TimedOut => Err((codes::COMMAND_TIMEOUT, format!("`{}` did not finish within {}s and was killed", argv.join(" "), limit.as_secs())).into()),
-                    crate::process::Outcome::NotStarted(e) => Err((codes::COMMAND_FAILED, format!("cannot run `{}`: {e}", argv.join(" "))).into()),
+                    crate::process::Outcome::TimedOut => Err((
+                        codes::COMMAND_TIMEOUT,
+                        format!(
+                            "`{}` did not finish within {}s and was killed",
+                            argv.join(" "),
+                            limit.as_secs()
+                        ),
+                    )
+                        .into()),
+                    crate::process::Outcome::NotStarted(e) => Err((
+                        codes::COMMAND_FAILED,
+                        format!("cannot run `{}`: {e}", argv.join(" ")),
+                    )
+                        .into()),
                     crate::process::Outcome::Failed { code, output } => {
-                        let tail = output.lines().last().map(|l| format!(": {l}")).unwrap_or_default();
-                        Err((codes::COMMAND_FAILED, format!("`{}` exited with {}{tail}", argv.join(" "), code.map_or("a signal".into(), |c| c.to_string()))).into())
+                        let tail = output
+                            .lines()
+                            .last()
+                            .map(|l| format!(": {l}"))
+                            .unwrap_or_default();
+                        Err((
+                            codes::COMMAND_FAILED,
+                            format!(
+                                "`{}` exited with {}{tail}",
+                                argv.join(" "),
+                                code.map_or("a signal".into(), |c| c.to_string())
+                            ),
+                        )
+                            .into())
                     }
                 }
             }
             StepKind::Manual => {
                 let text = step.text.clone().unwrap_or_default();
                 if self.opts.unattended {
-                    return Err((codes::COMMAND_FAILED, "a manual action needs a person, and this run is unattended").into());
+                    return Err((
+                        codes::COMMAND_FAILED,
+                        "a manual action needs a person, and this run is unattended",
+                    )
+                        .into());
                 }
                 if (self.opts.manual)(&text) {
                     Ok(StepOk::Done { fingerprint: None })
                 } else {
-                    Err((codes::COMMAND_FAILED, "the operator reported the manual action failed").into())
+                    Err((
+                        codes::COMMAND_FAILED,
+                        "the operator reported the manual action failed",
+                    )
+                        .into())
                 }
             }
             StepKind::CheckTarget => {
@@ -398,7 +650,11 @@ impl Run<'_> {
                 let min = self.plan.disks[di].min_size;
                 let t = target(self.plan, &mut self.targets, di)?;
                 if t.device.len() < min {
-                    return Err((codes::TARGET_TOO_SMALL, format!("{} is smaller than {}", t.path.display(), human_bytes(min))).into());
+                    return Err((
+                        codes::TARGET_TOO_SMALL,
+                        format!("{} is smaller than {}", t.path.display(), human_bytes(min)),
+                    )
+                        .into());
                 }
                 Ok(StepOk::Done { fingerprint: None })
             }
@@ -407,12 +663,19 @@ impl Run<'_> {
                 let disk = &self.plan.disks[di];
                 let t = target(self.plan, &mut self.targets, di)?;
                 let spec = layout::table_spec(disk, t.device.len());
-                if table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))? {
+                if table::table_matches(t.device.as_ref(), &spec)
+                    .map_err(|e| (codes::IO_FAILED, e))?
+                {
                     // The disk is already ours: its partitions hold restored data.
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
-                let ranges: Vec<(u64, u64)> = disk.partitions.iter().map(|p| layout::extent(disk, p, t.device.len())).collect();
-                table::clear_signatures(t.device.as_mut(), &ranges).map_err(|e| (codes::IO_FAILED, e))?;
+                let ranges: Vec<(u64, u64)> = disk
+                    .partitions
+                    .iter()
+                    .map(|p| layout::extent(disk, p, t.device.len()))
+                    .collect();
+                table::clear_signatures(t.device.as_mut(), &ranges)
+                    .map_err(|e| (codes::IO_FAILED, e))?;
                 t.device.sync().map_err(|e| (codes::IO_FAILED, e))?;
                 Ok(StepOk::Done { fingerprint: None })
             }
@@ -421,17 +684,37 @@ impl Run<'_> {
                 let disk = &self.plan.disks[di];
                 let t = target(self.plan, &mut self.targets, di)?;
                 let spec = layout::table_spec(disk, t.device.len());
-                if table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))? {
+                if table::table_matches(t.device.as_ref(), &spec)
+                    .map_err(|e| (codes::IO_FAILED, e))?
+                {
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
                 table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::AssembleVolume => {
-                let v = self.plan.volume(step.volume.as_deref().unwrap_or_default()).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", "unknown volume")))?;
+                let v = self
+                    .plan
+                    .volume(step.volume.as_deref().unwrap_or_default())
+                    .ok_or_else(|| {
+                        StepError(Diagnostic::error(
+                            codes::UNKNOWN_TARGET,
+                            "",
+                            "unknown volume",
+                        ))
+                    })?;
                 self.with_place(step, |dev, _| {
                     if dev.len() < v.usable_size {
-                        return Err((codes::TARGET_TOO_SMALL, format!("volume `{}` has {} usable, the plan needs {}", v.id, human_bytes(dev.len()), human_bytes(v.usable_size))).into());
+                        return Err((
+                            codes::TARGET_TOO_SMALL,
+                            format!(
+                                "volume `{}` has {} usable, the plan needs {}",
+                                v.id,
+                                human_bytes(dev.len()),
+                                human_bytes(v.usable_size)
+                            ),
+                        )
+                            .into());
                     }
                     Ok(StepOk::Done { fingerprint: None })
                 })
@@ -443,52 +726,111 @@ impl Run<'_> {
         }
     }
 
-    fn with_place<R>(&mut self, step: &CStep, f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>) -> Result<R, StepError> {
+    fn with_place<R>(
+        &mut self,
+        step: &CStep,
+        f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>,
+    ) -> Result<R, StepError> {
         with_place(self.plan, &mut self.targets, step, f)
     }
 
     fn artifact(&self, id: &str) -> Result<(PathBuf, ArtifactFormat, Expected), StepError> {
-        let a = self.plan.artifact(id).ok_or_else(|| StepError(Diagnostic::error(codes::ARTIFACT_MISSING, "", format!("no artifact `{id}`"))))?;
-        let sha = decode_sha(&a.sha256).ok_or_else(|| StepError(Diagnostic::error(codes::ARTIFACT_SHA256, "", format!("artifact `{id}` has a malformed sha256"))))?;
-        Ok((PathBuf::from(&a.path), a.format, Expected { size: a.size, sha256: sha }))
+        let a = self.plan.artifact(id).ok_or_else(|| {
+            StepError(Diagnostic::error(
+                codes::ARTIFACT_MISSING,
+                "",
+                format!("no artifact `{id}`"),
+            ))
+        })?;
+        let sha = decode_sha(&a.sha256).ok_or_else(|| {
+            StepError(Diagnostic::error(
+                codes::ARTIFACT_SHA256,
+                "",
+                format!("artifact `{id}` has a malformed sha256"),
+            ))
+        })?;
+        Ok((
+            PathBuf::from(&a.path),
+            a.format,
+            Expected {
+                size: a.size,
+                sha256: sha,
+            },
+        ))
     }
 
     fn restore(&mut self, step: &CStep) -> StepResult {
-        let image = self.content_of(step).and_then(|c| c.image.clone()).unwrap_or_default();
+        let image = self
+            .content_of(step)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
         let (path, format, expected) = self.artifact(&image)?;
         let size = expected.size.unwrap_or(0);
         let sha = hex(&expected.sha256);
         let prior = self.journal.done_before(&step.id).is_some();
-        let matched = step.disk.as_deref().and_then(|d| self.plan.disks.iter().position(|x| x.id == d)).and_then(|di| self.targets[di].as_ref()).is_some_and(|t| t.table_matched);
+        let matched = step
+            .disk
+            .as_deref()
+            .and_then(|d| self.plan.disks.iter().position(|x| x.id == d))
+            .and_then(|di| self.targets[di].as_ref())
+            .is_some_and(|t| t.table_matched);
         let obs = &mut *self.obs;
         let step_id = step.id.clone();
         with_place(self.plan, &mut self.targets, step, |dev, _| {
             // Already there (a re-apply)? Then nothing needs writing.
-            if (prior || matched) && size <= dev.len() && hash_range(dev, 0, size, &mut |_| {}).ok().as_deref() == Some(sha.as_str()) {
-                return Ok(StepOk::Unchanged { fingerprint: Some(sha.clone()) });
+            if (prior || matched)
+                && size <= dev.len()
+                && hash_range(dev, 0, size, &mut |_| {}).ok().as_deref() == Some(sha.as_str())
+            {
+                return Ok(StepOk::Unchanged {
+                    fingerprint: Some(sha.clone()),
+                });
             }
             let fmt = match format {
                 ArtifactFormat::RawZstd => restore::ArtifactFormat::RawZstd,
                 _ => restore::ArtifactFormat::Raw,
             };
-            let mut src = restore::open_artifact(&path, fmt).map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
+            let mut src = restore::open_artifact(&path, fmt)
+                .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
             // Zero the image's range first (a punched hole or BLKZEROOUT),
             // so zero runs of the image need not be written at all.
             let zeroed = dev.zero_range(0, size.min(dev.len())).is_ok();
             let mut throttle = Throttle::new(size);
             let total = size;
             let capacity = dev.len();
-            let stats = restore::restore(dev, 0, capacity, &mut src, &expected, &RestoreOptions { skip_zeros: zeroed }, &mut |done| {
-                if throttle.due(done) {
-                    obs.event(&Event::Bytes { step: &step_id, done, total });
-                }
-            })
+            let stats = restore::restore(
+                dev,
+                0,
+                capacity,
+                &mut src,
+                &expected,
+                &RestoreOptions { skip_zeros: zeroed },
+                &mut |done| {
+                    if throttle.due(done) {
+                        obs.event(&Event::Bytes {
+                            step: &step_id,
+                            done,
+                            total,
+                        });
+                    }
+                },
+            )
             .map_err(|e| {
-                let code = if matches!(e, restore::RestoreError::Sha256Mismatch { .. } | restore::RestoreError::SizeMismatch { .. }) { codes::VERIFY_MISMATCH } else { codes::IO_FAILED };
+                let code = if matches!(
+                    e,
+                    restore::RestoreError::Sha256Mismatch { .. }
+                        | restore::RestoreError::SizeMismatch { .. }
+                ) {
+                    codes::VERIFY_MISMATCH
+                } else {
+                    codes::IO_FAILED
+                };
                 (code, e)
             })?;
             let _ = stats;
-            Ok(StepOk::Done { fingerprint: Some(sha.clone()) })
+            Ok(StepOk::Done {
+                fingerprint: Some(sha.clone()),
+            })
         })
     }
 
@@ -507,11 +849,24 @@ impl Run<'_> {
         }
         let sector_size = self.sector_size(step);
         let seed_bytes = stable_hash(&[&self.plan.name, &step.id, "filesystem"]);
-        let seed = u64::from_le_bytes([seed_bytes[0], seed_bytes[1], seed_bytes[2], seed_bytes[3], seed_bytes[4], seed_bytes[5], seed_bytes[6], seed_bytes[7]]);
+        let seed = u64::from_le_bytes([
+            seed_bytes[0],
+            seed_bytes[1],
+            seed_bytes[2],
+            seed_bytes[3],
+            seed_bytes[4],
+            seed_bytes[5],
+            seed_bytes[6],
+            seed_bytes[7],
+        ]);
         let temp = self.opts.temp_dir.clone();
         self.with_place(step, |dev, first_sector| {
             let len = dev.len();
-            let holes = if dev.zero_range(0, len).is_ok() { Holes::AlreadyZero } else { Holes::WriteZeros };
+            let holes = if dev.zero_range(0, len).is_ok() {
+                Holes::AlreadyZero
+            } else {
+                Holes::WriteZeros
+            };
             let opts = FormatOptions {
                 label: f.label.as_deref(),
                 sector_size,
@@ -522,24 +877,37 @@ impl Run<'_> {
             };
             let mut region = Region::whole(dev);
             mkfs::format(&mut region, len, fs, &opts).map_err(|e| {
-                let code = if matches!(e, mkfs::MkfsError::ToolMissing(..)) { codes::TOOL_MISSING } else { codes::COMMAND_FAILED };
+                let code = if matches!(e, mkfs::MkfsError::ToolMissing(..)) {
+                    codes::TOOL_MISSING
+                } else {
+                    codes::COMMAND_FAILED
+                };
                 (code, e)
             })?;
             region.flush().map_err(|e| (codes::IO_FAILED, e))?;
             let fp = hash_range(&region, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
-            Ok(StepOk::Done { fingerprint: Some(fp) })
+            Ok(StepOk::Done {
+                fingerprint: Some(fp),
+            })
         })
     }
 
     fn files(&mut self, step: &CStep) -> StepResult {
-        let files = self.content_of(step).map(|c| c.files.clone()).unwrap_or_default();
+        let files = self
+            .content_of(step)
+            .map(|c| c.files.clone())
+            .unwrap_or_default();
         if let Some(unchanged) = self.unchanged(step) {
             return Ok(unchanged);
         }
         // A torn install after a crash: make the filesystem again first, so
         // that the result is byte-identical to an uninterrupted run.
         if self.journal.torn(&step.id) {
-            let format_step = step.after.first().and_then(|id| self.plan.step(id)).map(|(_, s)| s.clone());
+            let format_step = step
+                .after
+                .first()
+                .and_then(|id| self.plan.step(id))
+                .map(|(_, s)| s.clone());
             if let Some(fs_step) = format_step.filter(|s| s.kind == StepKind::Format) {
                 self.format(&fs_step)?;
             }
@@ -551,18 +919,27 @@ impl Run<'_> {
         }
         self.with_place(step, |dev, _| {
             for (to, path, expected) in &sources {
-                let mut file = std::fs::File::open(path).map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
-                crate::fat::install_file(Region::whole(&mut *dev), to, &mut file).map_err(|e| (codes::IO_FAILED, format!("installing {to}: {e}")))?;
+                let mut file = std::fs::File::open(path)
+                    .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
+                crate::fat::install_file(Region::whole(&mut *dev), to, &mut file)
+                    .map_err(|e| (codes::IO_FAILED, format!("installing {to}: {e}")))?;
                 // Read it back through the filesystem: verify every byte.
                 let mut sink = HashingSink::default();
-                crate::fat::read_file(Region::whole(&mut *dev), to, &mut sink).map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back {to}: {e}")))?;
+                crate::fat::read_file(Region::whole(&mut *dev), to, &mut sink)
+                    .map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back {to}: {e}")))?;
                 if sink.hasher.finalize().as_slice() != expected.sha256 {
-                    return Err((codes::VERIFY_MISMATCH, format!("{to} reads back different from artifact {}", path.display())).into());
+                    return Err((
+                        codes::VERIFY_MISMATCH,
+                        format!("{to} reads back different from artifact {}", path.display()),
+                    )
+                        .into());
                 }
             }
             let len = dev.len();
             let fp = hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
-            Ok(StepOk::Done { fingerprint: Some(fp) })
+            Ok(StepOk::Done {
+                fingerprint: Some(fp),
+            })
         })
     }
 
@@ -572,7 +949,14 @@ impl Run<'_> {
         let fp = self.journal.done_before(&step.id)??.to_string();
         // The content chain after this step changes the range: only the last
         // step's fingerprint describes what is there now.
-        let later = self.plan.stages.iter().flat_map(|s| &s.steps).filter(|s| s.after.contains(&step.id) && matches!(s.kind, StepKind::InstallFiles)).map(|s| s.id.clone()).next();
+        let later = self
+            .plan
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter(|s| s.after.contains(&step.id) && matches!(s.kind, StepKind::InstallFiles))
+            .map(|s| s.id.clone())
+            .next();
         let expect = match later {
             Some(next) => self.journal.done(&next)??.to_string(),
             None => fp.clone(),
@@ -581,19 +965,31 @@ impl Run<'_> {
             let len = dev.len();
             hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e).into())
         });
-        (now.ok()? == expect).then_some(StepOk::Unchanged { fingerprint: Some(fp) })
+        (now.ok()? == expect).then_some(StepOk::Unchanged {
+            fingerprint: Some(fp),
+        })
     }
 
     fn sector_size(&self, step: &CStep) -> u32 {
         step.disk
             .as_deref()
             .and_then(|d| self.plan.disk(d))
-            .or_else(|| step.volume.as_deref().and_then(|v| self.plan.volume(v)).and_then(|v| v.members.first()).and_then(|m| self.plan.disk(&m.disk)))
+            .or_else(|| {
+                step.volume
+                    .as_deref()
+                    .and_then(|v| self.plan.volume(v))
+                    .and_then(|v| v.members.first())
+                    .and_then(|m| self.plan.disk(&m.disk))
+            })
             .map_or(512, |d| d.sector_size)
     }
 
     fn verify(&mut self, step: &CStep) -> StepResult {
-        let content = self.content_of(step).cloned().unwrap_or(Content { image: None, format: None, files: Vec::new() });
+        let content = self.content_of(step).cloned().unwrap_or(Content {
+            image: None,
+            format: None,
+            files: Vec::new(),
+        });
         // What the last content step recorded, or the image's own hash.
         let producer = step.after.first().cloned().unwrap_or_default();
         let (len, expect) = match (&content.image, self.journal.done(&producer).flatten()) {
@@ -602,7 +998,13 @@ impl Run<'_> {
                 (e.size, hex(&e.sha256))
             }
             (None, Some(fp)) => (None, fp.to_string()),
-            (None, None) => return Err((codes::VERIFY_MISMATCH, format!("nothing recorded for `{producer}` to verify against")).into()),
+            (None, None) => {
+                return Err((
+                    codes::VERIFY_MISMATCH,
+                    format!("nothing recorded for `{producer}` to verify against"),
+                )
+                    .into())
+            }
         };
         let obs = &mut *self.obs;
         let id = step.id.clone();
@@ -611,27 +1013,56 @@ impl Run<'_> {
             let mut throttle = Throttle::new(n);
             let got = hash_range(dev, 0, n, &mut |done| {
                 if throttle.due(done) {
-                    obs.event(&Event::Bytes { step: &id, done, total: n });
+                    obs.event(&Event::Bytes {
+                        step: &id,
+                        done,
+                        total: n,
+                    });
                 }
             })
             .map_err(|e| (codes::IO_FAILED, e))?;
             if got != expect {
-                return Err((codes::VERIFY_MISMATCH, format!("read back sha256 {got}, expected {expect}")).into());
+                return Err((
+                    codes::VERIFY_MISMATCH,
+                    format!("read back sha256 {got}, expected {expect}"),
+                )
+                    .into());
             }
-            Ok(StepOk::Done { fingerprint: Some(got) })
+            Ok(StepOk::Done {
+                fingerprint: Some(got),
+            })
         })
     }
 }
 
-
 /// Run `f` on the step's place: its partition's [`Region`], or its volume
 /// through the md layout. `f` also gets the partition's first sector (0 for
 /// a volume).
-fn with_place<R>(plan: &CompiledPlan, targets: &mut [Option<Target>], step: &CStep, f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>) -> Result<R, StepError> {
+fn with_place<R>(
+    plan: &CompiledPlan,
+    targets: &mut [Option<Target>],
+    step: &CStep,
+    f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>,
+) -> Result<R, StepError> {
     if let Some(vid) = &step.volume {
-        let v = plan.volume(vid).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no volume `{vid}`"))))?;
-        let lens: Vec<u64> = targets.iter().map(|t| t.as_ref().map_or(0, |t| t.device.len())).collect();
-        let mut members = layout::members(plan, v, |di| lens[di]).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", "a volume member is missing")))?;
+        let v = plan.volume(vid).ok_or_else(|| {
+            StepError(Diagnostic::error(
+                codes::UNKNOWN_TARGET,
+                "",
+                format!("no volume `{vid}`"),
+            ))
+        })?;
+        let lens: Vec<u64> = targets
+            .iter()
+            .map(|t| t.as_ref().map_or(0, |t| t.device.len()))
+            .collect();
+        let mut members = layout::members(plan, v, |di| lens[di]).ok_or_else(|| {
+            StepError(Diagnostic::error(
+                codes::UNKNOWN_TARGET,
+                "",
+                "a volume member is missing",
+            ))
+        })?;
         // VolumeWriter indexes the devices it is given: hand it only the
         // member disks, renumbered.
         let used: Vec<usize> = {
@@ -648,11 +1079,18 @@ fn with_place<R>(plan: &CompiledPlan, targets: &mut [Option<Target>], step: &CSt
             if used.contains(&di) {
                 match t {
                     Some(t) => devices.push(t.device.as_mut()),
-                    None => return Err((codes::UNKNOWN_TARGET, format!("no target for member disk `{}`", plan.disks[di].id)).into()),
+                    None => {
+                        return Err((
+                            codes::UNKNOWN_TARGET,
+                            format!("no target for member disk `{}`", plan.disks[di].id),
+                        )
+                            .into())
+                    }
                 }
             }
         }
-        let writer = VolumeWriter::new(devices, layout::raid_layout(v), &members).map_err(|e| (codes::IO_FAILED, e))?;
+        let writer = VolumeWriter::new(devices, layout::raid_layout(v), &members)
+            .map_err(|e| (codes::IO_FAILED, e))?;
         let mut dev = VolumeDevice::new(writer);
         let r = f(&mut dev, 0)?;
         dev.finish().map_err(|e| (codes::IO_FAILED, e))?;
@@ -663,26 +1101,54 @@ fn with_place<R>(plan: &CompiledPlan, targets: &mut [Option<Target>], step: &CSt
     };
     let di = disk_index(plan, d)?;
     let disk = &plan.disks[di];
-    let part = disk.partition(p).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no partition `{p}`"))))?;
+    let part = disk.partition(p).ok_or_else(|| {
+        StepError(Diagnostic::error(
+            codes::UNKNOWN_TARGET,
+            "",
+            format!("no partition `{p}`"),
+        ))
+    })?;
     let t = target(plan, targets, di)?;
     let (start, len) = layout::extent(disk, part, t.device.len());
-    let mut region = Region::new(t.device.as_mut(), start, len).map_err(|e| (codes::IO_FAILED, e))?;
+    let mut region =
+        Region::new(t.device.as_mut(), start, len).map_err(|e| (codes::IO_FAILED, e))?;
     let r = f(&mut region, start / u64::from(disk.sector_size))?;
     region.sync().map_err(|e| (codes::IO_FAILED, e))?;
     Ok(r)
 }
 
 fn disk_index(plan: &CompiledPlan, id: &str) -> Result<usize, StepError> {
-    plan.disks.iter().position(|d| d.id == id).ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no disk `{id}`"))))
+    plan.disks.iter().position(|d| d.id == id).ok_or_else(|| {
+        StepError(Diagnostic::error(
+            codes::UNKNOWN_TARGET,
+            "",
+            format!("no disk `{id}`"),
+        ))
+    })
 }
 
-fn target<'t>(plan: &CompiledPlan, targets: &'t mut [Option<Target>], di: usize) -> Result<&'t mut Target, StepError> {
+fn target<'t>(
+    plan: &CompiledPlan,
+    targets: &'t mut [Option<Target>],
+    di: usize,
+) -> Result<&'t mut Target, StepError> {
     let id = &plan.disks[di].id;
-    targets[di].as_mut().ok_or_else(|| StepError(Diagnostic::error(codes::UNKNOWN_TARGET, "", format!("no target for disk `{id}`"))))
+    targets[di].as_mut().ok_or_else(|| {
+        StepError(Diagnostic::error(
+            codes::UNKNOWN_TARGET,
+            "",
+            format!("no target for disk `{id}`"),
+        ))
+    })
 }
 
 /// sha256 of `[start, start+len)` of `dev`, read in 4 MiB blocks.
-pub fn hash_range(dev: &dyn Device, start: u64, len: u64, progress: &mut dyn FnMut(u64)) -> std::io::Result<String> {
+pub fn hash_range(
+    dev: &dyn Device,
+    start: u64,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0_u8; 4 << 20];
     let mut done = 0_u64;
@@ -736,11 +1202,17 @@ struct VolumeDevice<'a> {
 impl<'a> VolumeDevice<'a> {
     fn new(w: VolumeWriter<'a>) -> Self {
         let len = w.len();
-        VolumeDevice { inner: Mutex::new(w), len }
+        VolumeDevice {
+            inner: Mutex::new(w),
+            len,
+        }
     }
 
     fn finish(self) -> std::io::Result<()> {
-        self.inner.into_inner().map_err(|_| std::io::Error::other("volume writer poisoned"))?.finish()
+        self.inner
+            .into_inner()
+            .map_err(|_| std::io::Error::other("volume writer poisoned"))?
+            .finish()
     }
 }
 
@@ -752,22 +1224,34 @@ impl Device for VolumeDevice<'_> {
         512
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let mut w = self.inner.lock().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        let mut w = self
+            .inner
+            .lock()
+            .map_err(|_| std::io::Error::other("volume writer poisoned"))?;
         w.seek(SeekFrom::Start(offset))?;
         w.read_exact(buf)
     }
     fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        let w = self.inner.get_mut().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        let w = self
+            .inner
+            .get_mut()
+            .map_err(|_| std::io::Error::other("volume writer poisoned"))?;
         w.seek(SeekFrom::Start(offset))?;
         w.write_all(buf)
     }
     fn zero_range(&mut self, _offset: u64, _len: u64) -> std::io::Result<()> {
         // Zeroing through a layout would write every byte; report that it
         // is not cheap so callers write zeros only where they must.
-        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no cheap zeroing through a volume layout"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no cheap zeroing through a volume layout",
+        ))
     }
     fn sync(&mut self) -> std::io::Result<()> {
-        let w = self.inner.get_mut().map_err(|_| std::io::Error::other("volume writer poisoned"))?;
+        let w = self
+            .inner
+            .get_mut()
+            .map_err(|_| std::io::Error::other("volume writer poisoned"))?;
         w.flush()?;
         w.sync()
     }

@@ -13,14 +13,30 @@ use std::path::{Path, PathBuf};
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Record {
     /// An apply began: which plan, onto which targets.
-    Begin { plan_hash: String, targets: Vec<(String, String)> },
-    StepStarted { step: String },
+    Begin {
+        plan_hash: String,
+        targets: Vec<(String, String)>,
+    },
+    StepStarted {
+        step: String,
+    },
     /// `fingerprint`: sha256 of what the step left in its range, so a later
     /// run can tell the bytes are still there.
-    StepDone { step: String, ok: bool, fingerprint: Option<String>, message: Option<String> },
-    StageDone { stage: String, ok: bool },
+    StepDone {
+        step: String,
+        ok: bool,
+        fingerprint: Option<String>,
+        message: Option<String>,
+    },
+    StageDone {
+        stage: String,
+        ok: bool,
+    },
     /// The apply ended (a stage succeeded, or all failed).
-    End { ok: bool, stage: Option<String> },
+    End {
+        ok: bool,
+        stage: Option<String>,
+    },
 }
 
 pub struct Journal {
@@ -34,9 +50,19 @@ impl Journal {
     pub fn path_for(dir: &Path, plan_name: &str, plan_hash: &str) -> PathBuf {
         let safe: String = plan_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let hash: String = plan_hash.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+        let hash: String = plan_hash
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(16)
+            .collect();
         dir.join(format!("{safe}-{hash}.jsonl"))
     }
 
@@ -60,7 +86,11 @@ impl Journal {
             // Make the new directory entry durable too.
             File::open(dir)?.sync_all()?;
         }
-        Ok(Journal { path: path.to_path_buf(), file, records })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            records,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -86,7 +116,10 @@ impl Journal {
 
     /// The last run's state: did it begin, did it end?
     pub fn state(&self) -> JournalState {
-        let begun = self.records.iter().rposition(|r| matches!(r, Record::Begin { .. }));
+        let begun = self
+            .records
+            .iter()
+            .rposition(|r| matches!(r, Record::Begin { .. }));
         match begun {
             None => JournalState::Empty,
             Some(b) => match self.records[b..].iter().rev().find_map(|r| match r {
@@ -111,7 +144,12 @@ impl Journal {
     /// successfully; `None` if it never ran, failed, or was torn by a crash.
     pub fn done(&self, step: &str) -> Option<Option<&str>> {
         self.records.iter().rev().find_map(|r| match r {
-            Record::StepDone { step: s, ok, fingerprint, .. } if s == step => Some(ok.then_some(fingerprint.as_deref())),
+            Record::StepDone {
+                step: s,
+                ok,
+                fingerprint,
+                ..
+            } if s == step => Some(ok.then_some(fingerprint.as_deref())),
             Record::StepStarted { step: s } if s == step => Some(None),
             _ => None,
         })?
@@ -122,7 +160,12 @@ impl Journal {
     pub fn done_before(&self, step: &str) -> Option<Option<&str>> {
         let mut passed_current = false;
         self.records.iter().rev().find_map(|r| match r {
-            Record::StepDone { step: s, ok, fingerprint, .. } if s == step => Some(ok.then_some(fingerprint.as_deref())),
+            Record::StepDone {
+                step: s,
+                ok,
+                fingerprint,
+                ..
+            } if s == step => Some(ok.then_some(fingerprint.as_deref())),
             Record::StepStarted { step: s } if s == step && !passed_current => {
                 passed_current = true;
                 None

@@ -62,7 +62,9 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
 
 /// The md layout of a volume.
 pub fn raid_layout(volume: &CVolume) -> raid::Layout {
-    let chunk = volume.stripe_size.unwrap_or(rplan_compiler::analyze::volumes::DEFAULT_STRIPE);
+    let chunk = volume
+        .stripe_size
+        .unwrap_or(rplan_compiler::analyze::volumes::DEFAULT_STRIPE);
     match volume.layout {
         Layout::Simple | Layout::Spanned => raid::Layout::Linear,
         Layout::Striped => raid::Layout::Raid0 { chunk },
@@ -72,7 +74,11 @@ pub fn raid_layout(volume: &CVolume) -> raid::Layout {
 }
 
 /// The volume's members as (disk index in `plan.disks`, byte range).
-pub fn members(plan: &CompiledPlan, volume: &CVolume, target_len: impl Fn(usize) -> u64) -> Option<Vec<raid::Member>> {
+pub fn members(
+    plan: &CompiledPlan,
+    volume: &CVolume,
+    target_len: impl Fn(usize) -> u64,
+) -> Option<Vec<raid::Member>> {
     volume
         .members
         .iter()
@@ -81,7 +87,11 @@ pub fn members(plan: &CompiledPlan, volume: &CVolume, target_len: impl Fn(usize)
             let disk = &plan.disks[di];
             let part = disk.partition(&m.partition)?;
             let (start, len) = extent(disk, part, target_len(di));
-            Some(raid::Member { device: di, start, len })
+            Some(raid::Member {
+                device: di,
+                start,
+                len,
+            })
         })
         .collect()
 }

@@ -6,14 +6,18 @@
 //! these from a compiled plan; dry-run drives the very same step code against
 //! a simulated device. Nothing here parses plans: that is `rplan-compiler`.
 
+// Diagnostics are the error values of steps; one is made per failure,
+// never in a hot loop, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod events;
+pub mod executor;
 pub mod fat;
+pub mod journal;
+pub mod layout;
 pub mod mkfs;
+pub mod process;
 pub mod raid;
 pub mod restore;
 pub mod table;
 pub mod target;
-pub mod events;
-pub mod executor;
-pub mod journal;
-pub mod layout;
-pub mod process;

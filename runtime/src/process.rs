@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 pub enum Outcome {
     /// Exit status 0.
     Success,
-    Failed { code: Option<i32>, output: String },
+    Failed {
+        code: Option<i32>,
+        output: String,
+    },
     TimedOut,
     /// The program could not be started.
     NotStarted(String),
@@ -53,11 +56,18 @@ pub fn run(argv: &[String], timeout: Duration) -> Outcome {
             Err(e) => return Outcome::NotStarted(e.to_string()),
         }
     };
-    let output: String = readers.into_iter().filter_map(|r| r.join().ok()).collect::<Vec<_>>().join("");
+    let output: String = readers
+        .into_iter()
+        .filter_map(|r| r.join().ok())
+        .collect::<Vec<_>>()
+        .join("");
     match status {
         None => Outcome::TimedOut,
         Some(s) if s.success() => Outcome::Success,
-        Some(s) => Outcome::Failed { code: s.code(), output },
+        Some(s) => Outcome::Failed {
+            code: s.code(),
+            output,
+        },
     }
 }
 

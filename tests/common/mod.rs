@@ -31,11 +31,17 @@ pub struct Run {
 
 impl Rplan {
     pub fn new() -> Rplan {
-        Rplan { args: Vec::new(), dir: None, stdin: None, env: Vec::new() }
+        Rplan {
+            args: Vec::new(),
+            dir: None,
+            stdin: None,
+            env: Vec::new(),
+        }
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Rplan {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
         self
     }
 
@@ -61,7 +67,11 @@ impl Rplan {
 
     pub fn run(self) -> Run {
         let mut cmd = Command::new(bin());
-        cmd.args(&self.args).stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.args(&self.args).stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         if let Some(d) = &self.dir {
             cmd.current_dir(d);
         }
@@ -75,7 +85,11 @@ impl Rplan {
             let mut sin = child.stdin.take().expect("stdin");
             sin.write_all(&input).expect("write stdin");
         }
-        let Output { status, stdout, stderr } = child.wait_with_output().expect("wait rplan");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("wait rplan");
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -87,19 +101,35 @@ impl Rplan {
 impl Run {
     /// Assert the exit code, showing the output when it differs.
     pub fn code(self, expected: i32) -> Run {
-        assert_eq!(self.code, expected, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 /// Run a shell tool (sfdisk, sgdisk, …) and return stdout; panics on failure.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -11,10 +11,21 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Component, Path};
 
-pub fn check(plan: &Plan, options: &Options, base_dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<CArtifact> {
-    let Some(backup) = &plan.backup else { return Vec::new() };
+pub fn check(
+    plan: &Plan,
+    options: &Options,
+    base_dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<CArtifact> {
+    let Some(backup) = &plan.backup else {
+        return Vec::new();
+    };
     super::unique_ids(
-        backup.artifacts.iter().enumerate().map(|(n, a)| (a.id.as_str(), format!("/backup/artifacts/{n}/id"))),
+        backup
+            .artifacts
+            .iter()
+            .enumerate()
+            .map(|(n, a)| (a.id.as_str(), format!("/backup/artifacts/{n}/id"))),
         codes::DUPLICATE_ARTIFACT,
         "artifact",
         diags,
@@ -27,15 +38,23 @@ pub fn check(plan: &Plan, options: &Options, base_dir: &Path, diags: &mut Vec<Di
         let rel = Path::new(&a.path);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
             diags.push(
-                Diagnostic::error(codes::ARTIFACT_PATH, format!("{ap}/path"), format!("artifact path `{}` leaves the backup root", a.path))
-                    .help("artifact paths are relative to `backup.root`, without `..`"),
+                Diagnostic::error(
+                    codes::ARTIFACT_PATH,
+                    format!("{ap}/path"),
+                    format!("artifact path `{}` leaves the backup root", a.path),
+                )
+                .help("artifact paths are relative to `backup.root`, without `..`"),
             );
         }
         let size = a.size.and_then(|s| s.bytes(512));
         if size.is_none() && a.format != ArtifactFormat::File {
             diags.push(
-                Diagnostic::error(codes::ARTIFACT_NO_SIZE, ap.clone(), format!("image artifact `{}` has no `size`", a.id))
-                    .help("give its decompressed size, so the plan can check that it fits"),
+                Diagnostic::error(
+                    codes::ARTIFACT_NO_SIZE,
+                    ap.clone(),
+                    format!("image artifact `{}` has no `size`", a.id),
+                )
+                .help("give its decompressed size, so the plan can check that it fits"),
             );
         }
         if !used.contains(&a.id.as_str()) {
@@ -74,7 +93,14 @@ fn used_artifacts(plan: &Plan) -> Vec<&str> {
     used
 }
 
-fn verify_file(path: &Path, format: ArtifactFormat, size: Option<u64>, sha256: &str, ap: &str, diags: &mut Vec<Diagnostic>) {
+fn verify_file(
+    path: &Path,
+    format: ArtifactFormat,
+    size: Option<u64>,
+    sha256: &str,
+    ap: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     let measured = hash_artifact(path, format);
     match measured {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => diags.push(

@@ -14,7 +14,12 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
         Some(l) => (l.as_str(), "/media/language"),
         None => (plan.system.language.as_str(), "/system/language"),
     };
-    if plan.media.language.as_deref().is_some_and(|l| l != plan.system.language) {
+    if plan
+        .media
+        .language
+        .as_deref()
+        .is_some_and(|l| l != plan.system.language)
+    {
         diags.push(
             Diagnostic::warning(
                 codes::LANGUAGE_NOTE,
@@ -24,11 +29,16 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
                     plan.system.language
                 ),
             )
-            .help("ASR installs a minimal Windows from the media; use media of the system's language"),
+            .help(
+                "ASR installs a minimal Windows from the media; use media of the system's language",
+            ),
         );
     }
     let mut known = true;
-    for (id, pointer, role) in [(backup, "/system/build", "backup"), (media, "/media/build", "media")] {
+    for (id, pointer, role) in [
+        (backup, "/system/build", "backup"),
+        (media, "/media/build", "media"),
+    ] {
         if rules.build(id).is_none() {
             known = false;
             let ids: Vec<String> = match role {
@@ -36,11 +46,19 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
                 _ => rules.media_builds().iter().map(|b| b.id.clone()).collect(),
             };
             let help = match did_you_mean(id, ids.iter()) {
-                Some(s) => format!("did you mean `{s}`? known {role} builds: {}", ids.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? known {role} builds: {}",
+                    ids.join(", ")
+                ),
                 None => format!("known {role} builds: {}", ids.join(", ")),
             };
             diags.push(
-                Diagnostic::error(codes::UNKNOWN_BUILD, pointer, format!("unknown build id `{id}`")).help(help),
+                Diagnostic::error(
+                    codes::UNKNOWN_BUILD,
+                    pointer,
+                    format!("unknown build id `{id}`"),
+                )
+                .help(help),
             );
         }
     }
@@ -50,7 +68,13 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
     let name = |id: &str, media: bool| {
         rules
             .build(id)
-            .map(|b| if media { b.media.clone().unwrap_or_else(|| b.backup.clone()) } else { b.backup.clone() })
+            .map(|b| {
+                if media {
+                    b.media.clone().unwrap_or_else(|| b.backup.clone())
+                } else {
+                    b.backup.clone()
+                }
+            })
             .unwrap_or_else(|| id.to_string())
     };
     let alternatives = || {
@@ -58,7 +82,10 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
         if ok.is_empty() {
             format!("no media build is supported for a `{backup}` backup in language `{language}`")
         } else {
-            format!("media builds supported for a `{backup}` backup: {}", ok.join(", "))
+            format!(
+                "media builds supported for a `{backup}` backup: {}",
+                ok.join(", ")
+            )
         }
     };
     let Some(rule) = rules.rule(backup, media) else {
@@ -72,7 +99,10 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
                     name(media, true)
                 ),
             )
-            .help(format!("{}; or add a rule with --rules FILE", alternatives())),
+            .help(format!(
+                "{}; or add a rule with --rules FILE",
+                alternatives()
+            )),
         );
         return None;
     };
@@ -112,7 +142,11 @@ pub fn check(plan: &Plan, rules: &RuleSet, diags: &mut Vec<Diagnostic>) -> Optio
         );
         return None;
     }
-    for note in rules.notes.iter().filter(|n| n.languages.iter().any(|l| l == language)) {
+    for note in rules
+        .notes
+        .iter()
+        .filter(|n| n.languages.iter().any(|l| l == language))
+    {
         diags.push(
             Diagnostic::warning(
                 codes::LANGUAGE_NOTE,

@@ -21,7 +21,10 @@ pub fn usable_range(table: TableKind, sector_size: u64, total: u64) -> (u64, u64
             // Protective MBR + header + 128 entries of 128 bytes at the
             // front; entries + header at the back.
             let entries = (128 * 128_u64).div_ceil(sector_size) * sector_size;
-            (2 * sector_size + entries, total.saturating_sub(sector_size + entries))
+            (
+                2 * sector_size + entries,
+                total.saturating_sub(sector_size + entries),
+            )
         }
     }
 }
@@ -32,7 +35,10 @@ pub fn align_up(v: u64, to: u64) -> Option<u64> {
 
 pub fn check(plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec<CDisk> {
     super::unique_ids(
-        plan.disks.iter().enumerate().map(|(i, d)| (d.id.as_str(), format!("/disks/{i}/id"))),
+        plan.disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.as_str(), format!("/disks/{i}/id"))),
         codes::DUPLICATE_ID,
         "disk",
         diags,
@@ -69,7 +75,11 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
     };
     resolve_identity(plan, disk, &dp, &mut out, diags);
     if disk.sector_size != 512 && disk.sector_size != 4096 {
-        diags.push(Diagnostic::error(codes::SECTOR_SIZE, format!("{dp}/sector_size"), "sector size must be 512 or 4096"));
+        diags.push(Diagnostic::error(
+            codes::SECTOR_SIZE,
+            format!("{dp}/sector_size"),
+            "sector size must be 512 or 4096",
+        ));
         return out;
     }
     if total % ss != 0 {
@@ -87,7 +97,10 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
             Diagnostic::error(
                 codes::MBR_TOO_LARGE,
                 format!("{dp}/size"),
-                format!("an MBR table addresses at most {} with {ss}-byte sectors", human_bytes(ss << 32)),
+                format!(
+                    "an MBR table addresses at most {} with {ss}-byte sectors",
+                    human_bytes(ss << 32)
+                ),
             )
             .help("use `table: gpt` for disks larger than 2 TiB"),
         );
@@ -97,7 +110,11 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
         diags.push(Diagnostic::error(
             codes::GPT_HEADER_ROOM,
             format!("{dp}/size"),
-            format!("a {} disk has no room for partitions: both GPT headers need {}", human_bytes(total), human_bytes(2 * first)),
+            format!(
+                "a {} disk has no room for partitions: both GPT headers need {}",
+                human_bytes(total),
+                human_bytes(2 * first)
+            ),
         ));
         return out;
     }
@@ -109,7 +126,10 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
             Diagnostic::error(
                 codes::GPT_ENTRIES,
                 format!("{dp}/partitions/128"),
-                format!("{} partitions; a GPT table holds 128", disk.partitions.len()),
+                format!(
+                    "{} partitions; a GPT table holds 128",
+                    disk.partitions.len()
+                ),
             )
             .help("split the partitions over more disks"),
         ),
@@ -120,17 +140,30 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
 
 /// Signature (MBR) or GUID (GPT); derived from the plan when absent so that
 /// applying the same plan twice writes the same bytes.
-fn resolve_identity(plan: &Plan, disk: &Disk, dp: &str, out: &mut CDisk, diags: &mut Vec<Diagnostic>) {
+fn resolve_identity(
+    plan: &Plan,
+    disk: &Disk,
+    dp: &str,
+    out: &mut CDisk,
+    diags: &mut Vec<Diagnostic>,
+) {
     match disk.table {
         TableKind::Mbr => {
             if disk.guid.is_some() {
                 diags.push(
-                    Diagnostic::error(codes::DISK_IDENTITY, format!("{dp}/guid"), "an MBR disk has a signature, not a GUID")
-                        .help("use `signature: \"0x…\"`, or `table: gpt`"),
+                    Diagnostic::error(
+                        codes::DISK_IDENTITY,
+                        format!("{dp}/guid"),
+                        "an MBR disk has a signature, not a GUID",
+                    )
+                    .help("use `signature: \"0x…\"`, or `table: gpt`"),
                 );
             }
             out.signature = Some(match &disk.signature {
-                Some(s) => u32::from_str_radix(s.trim_start_matches("0x").trim_start_matches("0X"), 16).unwrap_or(0),
+                Some(s) => {
+                    u32::from_str_radix(s.trim_start_matches("0x").trim_start_matches("0X"), 16)
+                        .unwrap_or(0)
+                }
                 None => {
                     let h = stable_hash(&[&plan.name, &disk.id, "signature"]);
                     u32::from_le_bytes([h[0], h[1], h[2], h[3]])
@@ -138,8 +171,12 @@ fn resolve_identity(plan: &Plan, disk: &Disk, dp: &str, out: &mut CDisk, diags: 
             });
             if out.signature == Some(0) {
                 diags.push(
-                    Diagnostic::warning(codes::DISK_IDENTITY, format!("{dp}/signature"), "disk signature 0 means \"no signature\" to Windows")
-                        .help("ASR recreates the original signature: copy it from the backup"),
+                    Diagnostic::warning(
+                        codes::DISK_IDENTITY,
+                        format!("{dp}/signature"),
+                        "disk signature 0 means \"no signature\" to Windows",
+                    )
+                    .help("ASR recreates the original signature: copy it from the backup"),
                 );
             }
             for (j, p) in disk.partitions.iter().enumerate() {
@@ -162,16 +199,30 @@ fn resolve_identity(plan: &Plan, disk: &Disk, dp: &str, out: &mut CDisk, diags: 
         TableKind::Gpt => {
             if disk.signature.is_some() {
                 diags.push(
-                    Diagnostic::error(codes::DISK_IDENTITY, format!("{dp}/signature"), "a GPT disk has a GUID, not a signature")
-                        .help("use `guid: <uuid>`, or `table: mbr`"),
+                    Diagnostic::error(
+                        codes::DISK_IDENTITY,
+                        format!("{dp}/signature"),
+                        "a GPT disk has a GUID, not a signature",
+                    )
+                    .help("use `guid: <uuid>`, or `table: mbr`"),
                 );
             }
-            out.guid = Some(disk.guid.unwrap_or_else(|| derived_guid(&[&plan.name, &disk.id, "disk-guid"])));
+            out.guid = Some(
+                disk.guid
+                    .unwrap_or_else(|| derived_guid(&[&plan.name, &disk.id, "disk-guid"])),
+            );
         }
     }
 }
 
-fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDisk, diags: &mut Vec<Diagnostic>) {
+fn resolve_partitions(
+    disk: &Disk,
+    dp: &str,
+    first: u64,
+    end: u64,
+    out: &mut CDisk,
+    diags: &mut Vec<Diagnostic>,
+) {
     let ss = u64::from(disk.sector_size);
     let mut cursor = first;
     let mut primaries = 0_u32;
@@ -182,31 +233,54 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
         let pp = format!("{dp}/partitions/{j}");
         if let Some(first) = ids.insert(p.id.as_str(), j) {
             diags.push(
-                Diagnostic::error(codes::DUPLICATE_ID, format!("{pp}/id"), format!("duplicate partition id `{}` on disk `{}`", p.id, disk.id))
-                    .related(format!("{dp}/partitions/{first}/id"), "first defined here"),
+                Diagnostic::error(
+                    codes::DUPLICATE_ID,
+                    format!("{pp}/id"),
+                    format!("duplicate partition id `{}` on disk `{}`", p.id, disk.id),
+                )
+                .related(format!("{dp}/partitions/{first}/id"), "first defined here"),
             );
         }
         let logical = p.logical && disk.table == TableKind::Mbr;
         if p.logical && disk.table == TableKind::Gpt {
             diags.push(
-                Diagnostic::error(codes::LOGICAL_ON_GPT, format!("{pp}/logical"), "logical partitions exist only in MBR tables")
-                    .help("GPT holds 128 partitions without an extended container: drop `logical`"),
+                Diagnostic::error(
+                    codes::LOGICAL_ON_GPT,
+                    format!("{pp}/logical"),
+                    "logical partitions exist only in MBR tables",
+                )
+                .help("GPT holds 128 partitions without an extended container: drop `logical`"),
             );
         }
         // A logical partition's EBR sits in the sector before it.
-        let packed_from = if logical { cursor.saturating_add(ss) } else { cursor };
+        let packed_from = if logical {
+            cursor.saturating_add(ss)
+        } else {
+            cursor
+        };
         let start = match p.start {
             Some(s) => {
                 let b = s.bytes(ss).unwrap_or(u64::MAX);
                 if b % ss != 0 {
                     diags.push(
-                        Diagnostic::error(codes::MISALIGNED, format!("{pp}/start"), format!("start {b} is not on a {ss}-byte sector boundary"))
-                            .help(format!("start it at {}", human_bytes(align_up(b, MIB).unwrap_or(b)))),
+                        Diagnostic::error(
+                            codes::MISALIGNED,
+                            format!("{pp}/start"),
+                            format!("start {b} is not on a {ss}-byte sector boundary"),
+                        )
+                        .help(format!(
+                            "start it at {}",
+                            human_bytes(align_up(b, MIB).unwrap_or(b))
+                        )),
                     );
                 } else if b % MIB != 0 {
                     diags.push(
-                        Diagnostic::warning(codes::UNDER_ALIGNED, format!("{pp}/start"), format!("start {} is not 1 MiB aligned", human_bytes(b)))
-                            .help("modern disks and SSDs are fastest with 1 MiB alignment"),
+                        Diagnostic::warning(
+                            codes::UNDER_ALIGNED,
+                            format!("{pp}/start"),
+                            format!("start {} is not 1 MiB aligned", human_bytes(b)),
+                        )
+                        .help("modern disks and SSDs are fastest with 1 MiB alignment"),
                     );
                 }
                 b
@@ -217,8 +291,12 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
             PartSize::Rest(_) => {
                 if j != last {
                     diags.push(
-                        Diagnostic::error(codes::REST_MISPLACED, format!("{pp}/size"), "`rest` must be the last partition of its disk")
-                            .help("move this partition to the end of the list, or give it a size"),
+                        Diagnostic::error(
+                            codes::REST_MISPLACED,
+                            format!("{pp}/size"),
+                            "`rest` must be the last partition of its disk",
+                        )
+                        .help("move this partition to the end of the list, or give it a size"),
                     );
                 }
                 (None, end.saturating_sub(start) / ss * ss)
@@ -227,8 +305,12 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
                 let b = s.bytes(ss).unwrap_or(u64::MAX);
                 if b % ss != 0 {
                     diags.push(
-                        Diagnostic::error(codes::MISALIGNED, format!("{pp}/size"), format!("size {b} is not a whole number of {ss}-byte sectors"))
-                            .help(format!("use {}", human_bytes(align_up(b, ss).unwrap_or(b)))),
+                        Diagnostic::error(
+                            codes::MISALIGNED,
+                            format!("{pp}/size"),
+                            format!("size {b} is not a whole number of {ss}-byte sectors"),
+                        )
+                        .help(format!("use {}", human_bytes(align_up(b, ss).unwrap_or(b)))),
                     );
                 }
                 (Some(b), b)
@@ -236,19 +318,32 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
         };
         if min_size == 0 {
             diags.push(
-                Diagnostic::error(codes::EMPTY_PARTITION, format!("{pp}/size"), format!("partition `{}` is empty", p.id))
-                    .help(if size.is_none() { "no room is left on the disk for `rest`" } else { "give it a size above zero" }),
+                Diagnostic::error(
+                    codes::EMPTY_PARTITION,
+                    format!("{pp}/size"),
+                    format!("partition `{}` is empty", p.id),
+                )
+                .help(if size.is_none() {
+                    "no room is left on the disk for `rest`"
+                } else {
+                    "give it a size above zero"
+                }),
             );
         }
         let stop = start.checked_add(min_size);
         if start < first || stop.is_none_or(|e| e > end) {
-            let (code, what) = if disk.table == TableKind::Gpt && (start < first || stop.is_some_and(|e| e <= end + first)) {
+            let (code, what) = if disk.table == TableKind::Gpt
+                && (start < first || stop.is_some_and(|e| e <= end + first))
+            {
                 (codes::GPT_HEADER_ROOM, "GPT headers")
             } else {
                 (codes::OUTSIDE_DISK, "disk")
             };
             let help = if start < first {
-                format!("partitions start at {} or later on this disk", human_bytes(align_up(first, MIB).unwrap_or(first)))
+                format!(
+                    "partitions start at {} or later on this disk",
+                    human_bytes(align_up(first, MIB).unwrap_or(first))
+                )
             } else {
                 format!(
                     "the usable space ends at {}: make it at most {}, or the disk at least {}",
@@ -260,7 +355,14 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
             diags.push(
                 Diagnostic::error(
                     code,
-                    format!("{pp}/{}", if p.start.is_some() && start < first { "start" } else { "size" }),
+                    format!(
+                        "{pp}/{}",
+                        if p.start.is_some() && start < first {
+                            "start"
+                        } else {
+                            "size"
+                        }
+                    ),
                     format!(
                         "partition `{}` ({} at {}) does not fit inside the {what}",
                         p.id,
@@ -282,16 +384,28 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
             Ok(t) => t,
             Err(help) => {
                 diags.push(
-                    Diagnostic::error(codes::UNKNOWN_PART_TYPE, format!("{pp}/type"), format!("partition type `{}` is not usable in an {} table", p.kind, table_name(disk.table)))
-                        .help(help),
+                    Diagnostic::error(
+                        codes::UNKNOWN_PART_TYPE,
+                        format!("{pp}/type"),
+                        format!(
+                            "partition type `{}` is not usable in an {} table",
+                            p.kind,
+                            table_name(disk.table)
+                        ),
+                    )
+                    .help(help),
                 );
                 (None, None)
             }
         };
         if p.bootable && disk.table == TableKind::Gpt {
             diags.push(
-                Diagnostic::warning(codes::DISK_IDENTITY, format!("{pp}/bootable"), "`bootable` is the MBR active flag; GPT disks boot from an EFI partition")
-                    .help("use `type: efi` for the boot partition"),
+                Diagnostic::warning(
+                    codes::DISK_IDENTITY,
+                    format!("{pp}/bootable"),
+                    "`bootable` is the MBR active flag; GPT disks boot from an EFI partition",
+                )
+                .help("use `type: efi` for the boot partition"),
             );
         }
         out.partitions.push(CPartition {
@@ -304,7 +418,11 @@ fn resolve_partitions(disk: &Disk, dp: &str, first: u64, end: u64, out: &mut CDi
             type_guid,
             guid: match disk.table {
                 TableKind::Gpt => Some(p.guid.unwrap_or_else(|| {
-                    derived_guid(&[&out.guid.map(|g| g.to_string()).unwrap_or_default(), &p.id, "partition-guid"])
+                    derived_guid(&[
+                        &out.guid.map(|g| g.to_string()).unwrap_or_default(),
+                        &p.id,
+                        "partition-guid",
+                    ])
                 })),
                 TableKind::Mbr => None,
             },
@@ -335,7 +453,11 @@ fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
             let q = &disk.partitions[r];
             let q_end = q.start.saturating_add(q.min_size);
             // An EBR needs the sector before a logical partition.
-            let need = if p.logical { q_end.saturating_add(ss) } else { q_end };
+            let need = if p.logical {
+                q_end.saturating_add(ss)
+            } else {
+                q_end
+            };
             if p.start < need && p.min_size > 0 && q.min_size > 0 {
                 let (later, earlier) = if j > r { (j, r) } else { (r, j) };
                 let (lp, ep) = (&disk.partitions[later], &disk.partitions[earlier]);
@@ -343,12 +465,27 @@ fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
                 let msg = if p.start < q_end {
                     format!("partition `{}` overlaps `{}`", lp.id, ep.id)
                 } else {
-                    format!("logical partition `{}` leaves no room for its EBR after `{}`", p.id, q.id)
+                    format!(
+                        "logical partition `{}` leaves no room for its EBR after `{}`",
+                        p.id, q.id
+                    )
                 };
                 diags.push(
-                    Diagnostic::error(codes::OVERLAP, format!("{dp}/partitions/{later}/start"), msg)
-                        .related(format!("{dp}/partitions/{earlier}"), format!("`{}` spans {}..{}", ep.id, human_bytes(ep.start), human_bytes(ep.start.saturating_add(ep.min_size))))
-                        .help(format!("start it at {} or later", human_bytes(free))),
+                    Diagnostic::error(
+                        codes::OVERLAP,
+                        format!("{dp}/partitions/{later}/start"),
+                        msg,
+                    )
+                    .related(
+                        format!("{dp}/partitions/{earlier}"),
+                        format!(
+                            "`{}` spans {}..{}",
+                            ep.id,
+                            human_bytes(ep.start),
+                            human_bytes(ep.start.saturating_add(ep.min_size))
+                        ),
+                    )
+                    .help(format!("start it at {} or later", human_bytes(free))),
                 );
             }
             if p.start.saturating_add(p.min_size) > q_end {
@@ -361,11 +498,16 @@ fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
 }
 
 fn check_mbr(dp: &str, out: &CDisk, diags: &mut Vec<Diagnostic>) {
-    let primaries: Vec<usize> = (0..out.partitions.len()).filter(|&j| !out.partitions[j].logical).collect();
+    let primaries: Vec<usize> = (0..out.partitions.len())
+        .filter(|&j| !out.partitions[j].logical)
+        .collect();
     let has_logical = out.partitions.iter().any(|p| p.logical);
     let slots = primaries.len() + usize::from(has_logical);
     if slots > 4 {
-        let j = primaries.get(if has_logical { 3 } else { 4 }).copied().unwrap_or(0);
+        let j = primaries
+            .get(if has_logical { 3 } else { 4 })
+            .copied()
+            .unwrap_or(0);
         diags.push(
             Diagnostic::error(
                 codes::MBR_PRIMARIES,
@@ -373,7 +515,11 @@ fn check_mbr(dp: &str, out: &CDisk, diags: &mut Vec<Diagnostic>) {
                 format!(
                     "{} primary partitions{}; an MBR table holds 4",
                     primaries.len(),
-                    if has_logical { " plus the extended container" } else { "" }
+                    if has_logical {
+                        " plus the extended container"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .help("mark the later partitions `logical: true`, or use `table: gpt`"),
@@ -383,7 +529,10 @@ fn check_mbr(dp: &str, out: &CDisk, diags: &mut Vec<Diagnostic>) {
         // The extended container is one contiguous range: no primary inside it.
         let logical = out.partitions.iter().filter(|p| p.logical);
         let lo = logical.clone().map(|p| p.start).min().unwrap_or(0);
-        let hi = logical.map(|p| p.start.saturating_add(p.min_size)).max().unwrap_or(0);
+        let hi = logical
+            .map(|p| p.start.saturating_add(p.min_size))
+            .max()
+            .unwrap_or(0);
         for &j in &primaries {
             let p = &out.partitions[j];
             if p.start > lo && p.start < hi {
@@ -403,9 +552,13 @@ fn check_guids(plan: &Plan, diags: &mut Vec<Diagnostic>) {
             let Some(g) = g else { return };
             if let Some(first) = seen.get(&g) {
                 diags.push(
-                    Diagnostic::error(codes::GPT_DUPLICATE_GUID, pointer, format!("GUID {g} is used twice"))
-                        .related(first.clone(), "first used here")
-                        .help("every disk and partition needs its own GUID"),
+                    Diagnostic::error(
+                        codes::GPT_DUPLICATE_GUID,
+                        pointer,
+                        format!("GUID {g} is used twice"),
+                    )
+                    .related(first.clone(), "first used here")
+                    .help("every disk and partition needs its own GUID"),
                 );
             } else {
                 seen.insert(g, pointer);
@@ -435,10 +588,22 @@ pub const PART_TYPES: &[(&str, Option<u8>, Option<&str>)] = &[
     ("fat16", Some(0x06), Some(BASIC_DATA)),
     ("ext4", Some(0x83), Some(LINUX_DATA)),
     ("linux", Some(0x83), Some(LINUX_DATA)),
-    ("linux-raid", Some(0xfd), Some("a19d880f-05fc-4d3b-a006-743f0f84911e")),
-    ("efi", Some(0xef), Some("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")),
+    (
+        "linux-raid",
+        Some(0xfd),
+        Some("a19d880f-05fc-4d3b-a006-743f0f84911e"),
+    ),
+    (
+        "efi",
+        Some(0xef),
+        Some("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+    ),
     ("msr", None, Some("e3c9e316-0b5c-4db8-817d-f92df00215ae")),
-    ("ldm", Some(0x42), Some("af9b60a0-1431-4f62-bc68-3311714a69ad")),
+    (
+        "ldm",
+        Some(0x42),
+        Some("af9b60a0-1431-4f62-bc68-3311714a69ad"),
+    ),
 ];
 
 /// Resolve a partition type for a table: (MBR byte, GPT GUID), or help text.
@@ -446,27 +611,41 @@ pub fn part_type(kind: &str, table: TableKind) -> Result<(Option<u8>, Option<Uui
     let lower = kind.to_ascii_lowercase();
     if let Some((_, byte, guid)) = PART_TYPES.iter().find(|(a, ..)| *a == lower) {
         return match table {
-            TableKind::Mbr => byte.map(|b| (Some(b), None)).ok_or_else(|| format!("`{kind}` exists only on GPT disks")),
+            TableKind::Mbr => byte
+                .map(|b| (Some(b), None))
+                .ok_or_else(|| format!("`{kind}` exists only on GPT disks")),
             TableKind::Gpt => Ok((None, guid.and_then(|g| Uuid::parse_str(g).ok()))),
         };
     }
     let aliases: Vec<&str> = PART_TYPES.iter().map(|(a, ..)| *a).collect();
     if let Some(hex) = lower.strip_prefix("0x") {
-        let byte = u8::from_str_radix(hex, 16).map_err(|_| format!("an MBR type is one byte, \"0x00\" to \"0xff\"; or one of {}", aliases.join(", ")))?;
+        let byte = u8::from_str_radix(hex, 16).map_err(|_| {
+            format!(
+                "an MBR type is one byte, \"0x00\" to \"0xff\"; or one of {}",
+                aliases.join(", ")
+            )
+        })?;
         return match table {
-            TableKind::Mbr if matches!(byte, 0x05 | 0x0f | 0x85) => {
-                Err("rplan lays out the extended container itself: mark partitions `logical: true`".into())
-            }
+            TableKind::Mbr if matches!(byte, 0x05 | 0x0f | 0x85) => Err(
+                "rplan lays out the extended container itself: mark partitions `logical: true`"
+                    .into(),
+            ),
             TableKind::Mbr if byte == 0 => Err("type 0x00 marks an unused entry".into()),
             TableKind::Mbr => Ok((Some(byte), None)),
-            TableKind::Gpt => Err(format!("GPT types are GUIDs; use an alias: {}", aliases.join(", "))),
+            TableKind::Gpt => Err(format!(
+                "GPT types are GUIDs; use an alias: {}",
+                aliases.join(", ")
+            )),
         };
     }
     if let Ok(guid) = Uuid::parse_str(&lower) {
         return match table {
             TableKind::Gpt if guid.is_nil() => Err("the nil GUID marks an unused entry".into()),
             TableKind::Gpt => Ok((None, Some(guid))),
-            TableKind::Mbr => Err(format!("MBR types are bytes like \"0x07\"; or use an alias: {}", aliases.join(", "))),
+            TableKind::Mbr => Err(format!(
+                "MBR types are bytes like \"0x07\"; or use an alias: {}",
+                aliases.join(", ")
+            )),
         };
     }
     let candidates: Vec<String> = aliases.iter().map(|s| s.to_string()).collect();

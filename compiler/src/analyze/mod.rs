@@ -38,7 +38,12 @@ pub struct Analysis {
 }
 
 /// Check `plan` and resolve it. `base_dir` is the plan file's directory.
-pub fn analyze(plan: &Plan, options: &Options, rules: &RuleSet, base_dir: &Path) -> (Analysis, Vec<Diagnostic>) {
+pub fn analyze(
+    plan: &Plan,
+    options: &Options,
+    rules: &RuleSet,
+    base_dir: &Path,
+) -> (Analysis, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let rule = compat::check(plan, rules, &mut diags);
     let artifacts = artifacts::check(plan, options, base_dir, &mut diags);

@@ -30,10 +30,16 @@ pub struct ResolvedAction {
 
 pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec<ResolvedStage> {
     if plan.stages.is_empty() {
-        diags.push(Diagnostic::error(codes::NO_STAGES, "/stages", "the plan has no stages").help("start with `safe-mode`, then `last-known-good`, then `asr`"));
+        diags.push(
+            Diagnostic::error(codes::NO_STAGES, "/stages", "the plan has no stages")
+                .help("start with `safe-mode`, then `last-known-good`, then `asr`"),
+        );
     }
     super::unique_ids(
-        plan.stages.iter().enumerate().map(|(s, st)| (st.id.as_str(), format!("/stages/{s}/id"))),
+        plan.stages
+            .iter()
+            .enumerate()
+            .map(|(s, st)| (st.id.as_str(), format!("/stages/{s}/id"))),
         codes::DUPLICATE_STAGE,
         "stage",
         diags,
@@ -48,8 +54,15 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
             (Some(d), Some(r)) => {
                 if r != d {
                     diags.push(
-                        Diagnostic::error(codes::RANK_MISSING, format!("{sp}/rank"), format!("a `{}` stage has rank {d}; `rank` is for custom stages", st.kind.name()))
-                            .help("remove `rank`"),
+                        Diagnostic::error(
+                            codes::RANK_MISSING,
+                            format!("{sp}/rank"),
+                            format!(
+                                "a `{}` stage has rank {d}; `rank` is for custom stages",
+                                st.kind.name()
+                            ),
+                        )
+                        .help("remove `rank`"),
                     );
                 }
                 d
@@ -57,8 +70,12 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
             (Some(d), None) => d,
             (None, None) => {
                 diags.push(
-                    Diagnostic::error(codes::RANK_MISSING, format!("{sp}/kind"), "a custom stage needs a `rank`")
-                        .help("rank places it on the ladder: safe-mode 10, last-known-good 20, asr 30"),
+                    Diagnostic::error(
+                        codes::RANK_MISSING,
+                        format!("{sp}/kind"),
+                        "a custom stage needs a `rank`",
+                    )
+                    .help("rank places it on the ladder: safe-mode 10, last-known-good 20, asr 30"),
                 );
                 0
             }
@@ -80,8 +97,12 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
         if st.kind == StageKind::Asr {
             if let Some(first) = asr_at {
                 diags.push(
-                    Diagnostic::error(codes::SECOND_ASR, format!("{sp}/kind"), "a plan has at most one ASR stage")
-                        .related(format!("/stages/{first}"), "the first ASR stage"),
+                    Diagnostic::error(
+                        codes::SECOND_ASR,
+                        format!("{sp}/kind"),
+                        "a plan has at most one ASR stage",
+                    )
+                    .related(format!("/stages/{first}"), "the first ASR stage"),
                 );
             } else {
                 asr_at = Some(s);
@@ -92,48 +113,80 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
     if let Some(a) = asr_at {
         if a + 1 != plan.stages.len() {
             diags.push(
-                Diagnostic::error(codes::ASR_NOT_LAST, format!("/stages/{a}/kind"), "the ASR stage must be the last stage")
-                    .help("ASR replaces the disks' contents: nothing after it could still help"),
+                Diagnostic::error(
+                    codes::ASR_NOT_LAST,
+                    format!("/stages/{a}/kind"),
+                    "the ASR stage must be the last stage",
+                )
+                .help("ASR replaces the disks' contents: nothing after it could still help"),
             );
         }
         if !plan.stages[..a].iter().any(|st| st.kind != StageKind::Asr) {
             diags.push(
-                Diagnostic::warning(codes::ASR_FIRST, format!("/stages/{a}"), "ASR is the first stage: nothing gentler is tried before it")
-                    .help("KB 818903: ASR is a last resort; try Safe Mode and Last Known Good first"),
+                Diagnostic::warning(
+                    codes::ASR_FIRST,
+                    format!("/stages/{a}"),
+                    "ASR is the first stage: nothing gentler is tried before it",
+                )
+                .help("KB 818903: ASR is a last resort; try Safe Mode and Last Known Good first"),
             );
         }
         if plan.disks.is_empty() {
             diags.push(
-                Diagnostic::error(codes::ASR_WITHOUT_DISKS, format!("/stages/{a}"), "the ASR stage has no disks to restore")
-                    .help("describe the disks under `disks:` (`rplan capture` writes them)"),
+                Diagnostic::error(
+                    codes::ASR_WITHOUT_DISKS,
+                    format!("/stages/{a}"),
+                    "the ASR stage has no disks to restore",
+                )
+                .help("describe the disks under `disks:` (`rplan capture` writes them)"),
             );
         }
     } else if !plan.disks.is_empty() {
         diags.push(
-            Diagnostic::warning(codes::DISKS_WITHOUT_ASR, "/disks", "the plan describes disks but has no ASR stage to restore them")
-                .help("add `- { id: asr, kind: asr }` as the last stage"),
+            Diagnostic::warning(
+                codes::DISKS_WITHOUT_ASR,
+                "/disks",
+                "the plan describes disks but has no ASR stage to restore them",
+            )
+            .help("add `- { id: asr, kind: asr }` as the last stage"),
         );
     }
     out
 }
 
-fn resolve_stage(st: &crate::model::Stage, sp: &str, rank: u32, options: &Options, diags: &mut Vec<Diagnostic>) -> ResolvedStage {
+fn resolve_stage(
+    st: &crate::model::Stage,
+    sp: &str,
+    rank: u32,
+    options: &Options,
+    diags: &mut Vec<Diagnostic>,
+) -> ResolvedStage {
     let ids: Vec<String> = st
         .actions
         .iter()
         .enumerate()
-        .map(|(a, act)| act.id.clone().unwrap_or_else(|| format!("action-{}", a + 1)))
+        .map(|(a, act)| {
+            act.id
+                .clone()
+                .unwrap_or_else(|| format!("action-{}", a + 1))
+        })
         .collect();
     super::unique_ids(
-        ids.iter().enumerate().map(|(a, id)| (id.as_str(), format!("{sp}/actions/{a}/id"))),
+        ids.iter()
+            .enumerate()
+            .map(|(a, id)| (id.as_str(), format!("{sp}/actions/{a}/id"))),
         codes::DUPLICATE_ACTION,
         "action",
         diags,
     );
     if st.kind == StageKind::Asr && !st.actions.is_empty() {
         diags.push(
-            Diagnostic::error(codes::BAD_ACTION, format!("{sp}/actions"), "the ASR stage's steps come from disks, volumes and backup; it takes no actions")
-                .help("put preparation in a custom stage before it"),
+            Diagnostic::error(
+                codes::BAD_ACTION,
+                format!("{sp}/actions"),
+                "the ASR stage's steps come from disks, volumes and backup; it takes no actions",
+            )
+            .help("put preparation in a custom stage before it"),
         );
     }
     let any_after = st.actions.iter().any(|a| a.after.is_some());
@@ -141,14 +194,27 @@ fn resolve_stage(st: &crate::model::Stage, sp: &str, rank: u32, options: &Option
     for (a, act) in st.actions.iter().enumerate() {
         let ap = format!("{sp}/actions/{a}");
         match (&act.manual, &act.run) {
-            (Some(_), Some(_)) | (None, None) => diags.push(Diagnostic::error(codes::BAD_ACTION, ap.clone(), "an action has exactly one of `manual` or `run`")),
+            (Some(_), Some(_)) | (None, None) => diags.push(Diagnostic::error(
+                codes::BAD_ACTION,
+                ap.clone(),
+                "an action has exactly one of `manual` or `run`",
+            )),
             (Some(_), None) if options.unattended => diags.push(
-                Diagnostic::error(codes::MANUAL_UNATTENDED, format!("{ap}/manual"), "a manual action cannot run unattended")
-                    .help("replace it with a `run` command, or drop --unattended"),
+                Diagnostic::error(
+                    codes::MANUAL_UNATTENDED,
+                    format!("{ap}/manual"),
+                    "a manual action cannot run unattended",
+                )
+                .help("replace it with a `run` command, or drop --unattended"),
             ),
-            (None, Some(argv)) if argv.first().is_none_or(|c| c.trim().is_empty()) => {
-                diags.push(Diagnostic::error(codes::BAD_ACTION, format!("{ap}/run"), "the command is empty").help("`run` is an argv list: [program, arg, …]"))
-            }
+            (None, Some(argv)) if argv.first().is_none_or(|c| c.trim().is_empty()) => diags.push(
+                Diagnostic::error(
+                    codes::BAD_ACTION,
+                    format!("{ap}/run"),
+                    "the command is empty",
+                )
+                .help("`run` is an argv list: [program, arg, …]"),
+            ),
             _ => {}
         }
         let after = match &act.after {
@@ -156,8 +222,15 @@ fn resolve_stage(st: &crate::model::Stage, sp: &str, rank: u32, options: &Option
                 for (n, dep) in list.iter().enumerate() {
                     if !ids.contains(dep) {
                         diags.push(
-                            Diagnostic::error(codes::DANGLING_AFTER, format!("{ap}/after/{n}"), format!("no action `{dep}` in stage `{}`", st.id))
-                                .maybe_help(crate::schema::did_you_mean(dep, ids.iter()).map(|s| format!("did you mean `{s}`?"))),
+                            Diagnostic::error(
+                                codes::DANGLING_AFTER,
+                                format!("{ap}/after/{n}"),
+                                format!("no action `{dep}` in stage `{}`", st.id),
+                            )
+                            .maybe_help(
+                                crate::schema::did_you_mean(dep, ids.iter())
+                                    .map(|s| format!("did you mean `{s}`?")),
+                            ),
                         );
                     }
                 }
@@ -168,13 +241,28 @@ fn resolve_stage(st: &crate::model::Stage, sp: &str, rank: u32, options: &Option
             None if !any_after && a > 0 => vec![ids[a - 1].clone()],
             None => Vec::new(),
         };
-        let timeout_s = act.timeout.map(|t| t.secs()).unwrap_or(if act.manual.is_some() { DEFAULT_MANUAL_TIMEOUT } else { DEFAULT_RUN_TIMEOUT });
-        actions.push(ResolvedAction { id: ids[a].clone(), timeout_s, after });
+        let timeout_s = act
+            .timeout
+            .map(|t| t.secs())
+            .unwrap_or(if act.manual.is_some() {
+                DEFAULT_MANUAL_TIMEOUT
+            } else {
+                DEFAULT_RUN_TIMEOUT
+            });
+        actions.push(ResolvedAction {
+            id: ids[a].clone(),
+            timeout_s,
+            after,
+        });
     }
     ResolvedStage {
         rank,
         timeout: st.timeout.map(|t| (t.secs(), false)),
         actions,
-        probe_timeout: st.success.as_ref().and_then(|p| p.timeout).map_or(DEFAULT_PROBE_TIMEOUT, |t| t.secs()),
+        probe_timeout: st
+            .success
+            .as_ref()
+            .and_then(|p| p.timeout)
+            .map_or(DEFAULT_PROBE_TIMEOUT, |t| t.secs()),
     }
 }

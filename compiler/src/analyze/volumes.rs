@@ -14,7 +14,7 @@ pub const DEFAULT_STRIPE: u64 = 64 * KIB;
 pub fn usable_size(layout: Layout, stripe: u64, sizes: &[u64]) -> u64 {
     let n = sizes.len() as u64;
     let min = sizes.iter().copied().min().unwrap_or(0);
-    let chunked = |m: u64| if stripe == 0 { m } else { m / stripe * stripe };
+    let chunked = |m: u64| m.checked_div(stripe).map_or(m, |q| q * stripe);
     match layout {
         Layout::Simple | Layout::Spanned => sizes.iter().fold(0_u64, |a, s| a.saturating_add(*s)),
         Layout::Striped => chunked(min).saturating_mul(n),
@@ -25,14 +25,21 @@ pub fn usable_size(layout: Layout, stripe: u64, sizes: &[u64]) -> u64 {
 
 pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> Vec<CVolume> {
     super::unique_ids(
-        plan.volumes.iter().enumerate().map(|(k, v)| (v.id.as_str(), format!("/volumes/{k}/id"))),
+        plan.volumes
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (v.id.as_str(), format!("/volumes/{k}/id"))),
         codes::DUPLICATE_ID,
         "volume",
         diags,
     );
     let all_members: Vec<String> = disks
         .iter()
-        .flat_map(|d| d.partitions.iter().map(move |p| format!("{}/{}", d.id, p.id)))
+        .flat_map(|d| {
+            d.partitions
+                .iter()
+                .map(move |p| format!("{}/{}", d.id, p.id))
+        })
         .collect();
     let mut out = Vec::new();
     for (k, v) in plan.volumes.iter().enumerate() {
@@ -50,30 +57,57 @@ pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> V
             let Some((di, pi)) = found else {
                 let help = match crate::schema::did_you_mean(name, all_members.iter()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None if name.contains('/') => format!("members are `disk/partition`; this plan has: {}", all_members.join(", ")),
+                    None if name.contains('/') => format!(
+                        "members are `disk/partition`; this plan has: {}",
+                        all_members.join(", ")
+                    ),
                     None => "members are written `disk/partition`, e.g. `disk1/data`".to_string(),
                 };
-                diags.push(Diagnostic::error(codes::DANGLING_MEMBER, mp, format!("member `{name}` is not a partition of this plan")).help(help));
+                diags.push(
+                    Diagnostic::error(
+                        codes::DANGLING_MEMBER,
+                        mp,
+                        format!("member `{name}` is not a partition of this plan"),
+                    )
+                    .help(help),
+                );
                 continue;
             };
             let part = &mut disks[di].partitions[pi];
             if let Some(other) = &part.volume {
                 diags.push(
-                    Diagnostic::error(codes::MEMBER_REUSED, mp, format!("partition `{name}` is already a member of volume `{other}`"))
-                        .help("a partition can belong to one volume, once"),
+                    Diagnostic::error(
+                        codes::MEMBER_REUSED,
+                        mp,
+                        format!("partition `{name}` is already a member of volume `{other}`"),
+                    )
+                    .help("a partition can belong to one volume, once"),
                 );
                 continue;
             }
             if part.content.is_some() {
                 diags.push(
-                    Diagnostic::error(codes::MEMBER_REUSED, mp.clone(), format!("partition `{name}` has its own content but is a member of volume `{}`", v.id))
-                        .help("put the content on the volume; members get theirs through it"),
+                    Diagnostic::error(
+                        codes::MEMBER_REUSED,
+                        mp.clone(),
+                        format!(
+                            "partition `{name}` has its own content but is a member of volume `{}`",
+                            v.id
+                        ),
+                    )
+                    .help("put the content on the volume; members get theirs through it"),
                 );
             }
             part.volume = Some(v.id.clone());
             has_rest |= part.size.is_none();
             sizes.push(part.min_size);
-            members.push((CMember { disk: disks[di].id.clone(), partition: part.id.clone() }, mp));
+            members.push((
+                CMember {
+                    disk: disks[di].id.clone(),
+                    partition: part.id.clone(),
+                },
+                mp,
+            ));
         }
         check_layout(v.layout, &vp, &members, &sizes, has_rest, diags);
         let stripe = check_stripe(v, &vp, &sizes, diags);
@@ -106,7 +140,14 @@ pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> V
     out
 }
 
-fn check_layout(layout: Layout, vp: &str, members: &[(CMember, String)], sizes: &[u64], has_rest: bool, diags: &mut Vec<Diagnostic>) {
+fn check_layout(
+    layout: Layout,
+    vp: &str,
+    members: &[(CMember, String)],
+    sizes: &[u64],
+    has_rest: bool,
+    diags: &mut Vec<Diagnostic>,
+) {
     let n = members.len();
     let (min, what) = match layout {
         Layout::Simple => (1, "exactly 1 member"),
@@ -116,12 +157,16 @@ fn check_layout(layout: Layout, vp: &str, members: &[(CMember, String)], sizes: 
     let layout_name = format!("{layout:?}").to_lowercase();
     if n < min || (layout == Layout::Simple && n > 1) {
         diags.push(
-            Diagnostic::error(codes::MEMBER_COUNT, format!("{vp}/members"), format!("a {layout_name} volume needs {what}, this one has {n}"))
-                .help(match layout {
-                    Layout::Simple => "use `spanned` to join several partitions",
-                    Layout::Raid5 => "add a member, or use `mirrored` for two",
-                    _ => "add a member, or use `simple` for one partition",
-                }),
+            Diagnostic::error(
+                codes::MEMBER_COUNT,
+                format!("{vp}/members"),
+                format!("a {layout_name} volume needs {what}, this one has {n}"),
+            )
+            .help(match layout {
+                Layout::Simple => "use `spanned` to join several partitions",
+                Layout::Raid5 => "add a member, or use `mirrored` for two",
+                _ => "add a member, or use `simple` for one partition",
+            }),
         );
     }
     if matches!(layout, Layout::Striped | Layout::Mirrored | Layout::Raid5) {
@@ -140,22 +185,37 @@ fn check_layout(layout: Layout, vp: &str, members: &[(CMember, String)], sizes: 
         }
         if has_rest {
             diags.push(
-                Diagnostic::error(codes::UNEQUAL_MEMBERS, format!("{vp}/members"), format!("a member of this {layout_name} volume has size `rest`"))
-                    .help("its size would depend on the target disk: give members explicit, equal sizes"),
+                Diagnostic::error(
+                    codes::UNEQUAL_MEMBERS,
+                    format!("{vp}/members"),
+                    format!("a member of this {layout_name} volume has size `rest`"),
+                )
+                .help(
+                    "its size would depend on the target disk: give members explicit, equal sizes",
+                ),
             );
         }
     }
     let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
     if let (Some(&lo), Some(&hi)) = (lo, hi) {
         if lo != hi && !has_rest {
-            let msg = format!("member sizes differ ({} to {})", human_bytes(lo), human_bytes(hi));
+            let msg = format!(
+                "member sizes differ ({} to {})",
+                human_bytes(lo),
+                human_bytes(hi)
+            );
             match layout {
                 Layout::Mirrored | Layout::Raid5 => diags.push(
-                    Diagnostic::error(codes::UNEQUAL_MEMBERS, format!("{vp}/members"), msg).help(format!("make every member {}", human_bytes(hi))),
+                    Diagnostic::error(codes::UNEQUAL_MEMBERS, format!("{vp}/members"), msg)
+                        .help(format!("make every member {}", human_bytes(hi))),
                 ),
                 Layout::Striped => diags.push(
-                    Diagnostic::warning(codes::UNEQUAL_MEMBERS, format!("{vp}/members"), msg)
-                        .help(format!("a striped volume uses {} of each member; the rest is wasted", human_bytes(lo))),
+                    Diagnostic::warning(codes::UNEQUAL_MEMBERS, format!("{vp}/members"), msg).help(
+                        format!(
+                            "a striped volume uses {} of each member; the rest is wasted",
+                            human_bytes(lo)
+                        ),
+                    ),
                 ),
                 _ => {}
             }
@@ -163,12 +223,24 @@ fn check_layout(layout: Layout, vp: &str, members: &[(CMember, String)], sizes: 
     }
 }
 
-fn check_stripe(v: &crate::model::Volume, vp: &str, sizes: &[u64], diags: &mut Vec<Diagnostic>) -> Option<u64> {
+fn check_stripe(
+    v: &crate::model::Volume,
+    vp: &str,
+    sizes: &[u64],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<u64> {
     let striped = matches!(v.layout, Layout::Striped | Layout::Raid5);
     let sp = format!("{vp}/stripe_size");
     match (striped, v.stripe_size) {
         (false, Some(_)) => {
-            diags.push(Diagnostic::error(codes::STRIPE_SIZE, sp, "`stripe_size` applies to striped and raid5 volumes only").help("remove it"));
+            diags.push(
+                Diagnostic::error(
+                    codes::STRIPE_SIZE,
+                    sp,
+                    "`stripe_size` applies to striped and raid5 volumes only",
+                )
+                .help("remove it"),
+            );
             None
         }
         (false, None) => None,
@@ -177,13 +249,24 @@ fn check_stripe(v: &crate::model::Volume, vp: &str, sizes: &[u64], diags: &mut V
             let b = s.bytes(512).unwrap_or(u64::MAX);
             if !b.is_power_of_two() || b < 4 * KIB {
                 diags.push(
-                    Diagnostic::error(codes::STRIPE_SIZE, sp, format!("stripe size {} is not a power of two of at least 4KiB", human_bytes(b)))
-                        .help("md chunks are powers of two: 64KiB is the usual choice"),
+                    Diagnostic::error(
+                        codes::STRIPE_SIZE,
+                        sp,
+                        format!(
+                            "stripe size {} is not a power of two of at least 4KiB",
+                            human_bytes(b)
+                        ),
+                    )
+                    .help("md chunks are powers of two: 64KiB is the usual choice"),
                 );
                 return Some(DEFAULT_STRIPE);
             }
             if sizes.iter().any(|&m| m < b) {
-                diags.push(Diagnostic::error(codes::STRIPE_SIZE, sp, format!("stripe size {} is larger than a member", human_bytes(b))));
+                diags.push(Diagnostic::error(
+                    codes::STRIPE_SIZE,
+                    sp,
+                    format!("stripe size {} is larger than a member", human_bytes(b)),
+                ));
             }
             Some(b)
         }
