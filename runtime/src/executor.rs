@@ -690,6 +690,18 @@ impl Run<'_> {
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
                 table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
+                // Partition device nodes follow the new table; if the kernel
+                // cannot re-read it now (EBUSY), the next boot will.
+                if let Err(e) = t.device.table_changed() {
+                    self.reports.push(Diagnostic::warning(
+                        codes::IO_FAILED,
+                        "",
+                        format!(
+                            "the kernel did not re-read the partition table of {}: {e}",
+                            t.path.display()
+                        ),
+                    ));
+                }
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::AssembleVolume => {

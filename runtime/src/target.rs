@@ -39,6 +39,11 @@ pub trait Device: Send {
     fn zero_range(&mut self, offset: u64, len: u64) -> io::Result<()>;
     /// Flush written data to stable storage.
     fn sync(&mut self) -> io::Result<()>;
+    /// Tell the kernel a new partition table was written (block devices:
+    /// BLKRRPART); nothing to do for images and simulations.
+    fn table_changed(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How a target is opened.
@@ -441,6 +446,10 @@ impl BlockDevice {
 }
 
 impl Device for BlockDevice {
+    fn table_changed(&self) -> io::Result<()> {
+        self.reread_partitions()
+    }
+
     fn len(&self) -> u64 {
         self.len
     }
