@@ -143,7 +143,15 @@ impl Builder<'_> {
                     if std::mem::take(first) {
                         // A block mapping's own marker sits oddly (after its
                         // first key); its first key is where a person looks.
-                        self.index.values.insert(pointer.clone(), span);
+                        // A flow mapping's `{` is right as it is.
+                        let flow = self
+                            .index
+                            .values
+                            .get(pointer.as_str())
+                            .is_some_and(|m| self.text.as_bytes().get(m.offset) == Some(&b'{'));
+                        if !flow {
+                            self.index.values.insert(pointer.clone(), span);
+                        }
                     }
                     let k = key_text.unwrap_or_default().to_string();
                     let p = format!("{pointer}/{}", escape_token(&k));
