@@ -5,7 +5,7 @@
 use crate::{compiled, exit, CompileFlags};
 use rplan_compiler::{codes, CompiledPlan, Diagnostic};
 use rplan_runtime::events::{Human, Json, Observer};
-use rplan_runtime::executor::{self, ApplyOptions, Outcome, TargetArg};
+use rplan_runtime::executor::{self, ApplyOptions, DryRunReport, Outcome, TargetArg};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -162,6 +162,7 @@ pub fn run(args: ApplyArgs) -> u8 {
         journal_dir: args.journal.unwrap_or_else(default_journal_dir),
         temp_dir: args.temp_dir,
         confirm,
+        dry_run: None,
         manual: Box::new(|text: &str| {
             ask(&format!(
                 "manual action: {text}\nPress Enter when done, or type `fail`: "
@@ -169,35 +170,191 @@ pub fn run(args: ApplyArgs) -> u8 {
             .is_some_and(|a| a != "fail")
         }),
     };
-    let mut observer: Box<dyn Observer> = match args.format {
+    let mut observer = observer(args.format);
+    let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
+    finish(&outcome, args.format, None)
+}
+
+fn observer(format: EventFormat) -> Box<dyn Observer> {
+    match format {
         EventFormat::Json => Box::new(Json),
         EventFormat::Human => Box::new(Human::new(std::io::stderr().is_terminal())),
+    }
+}
+
+/// Print the outcome (and a dry-run's report) and pick the exit code.
+fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>) -> u8 {
+    let (code, word, diags) = match outcome {
+        Outcome::Recovered { diagnostics, .. } => (exit::OK, "recovered", diagnostics),
+        Outcome::AllFailed { diagnostics } => (ALL_FAILED, "all-stages-failed", diagnostics),
+        Outcome::Refused { diagnostics } => (REFUSED, "refused", diagnostics),
+        Outcome::Usage { diagnostics } => (exit::USAGE, "error", diagnostics),
     };
-    let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
-    let (code, diags) = match &outcome {
-        Outcome::Recovered { diagnostics, .. } => (exit::OK, diagnostics),
-        Outcome::AllFailed { diagnostics } => (ALL_FAILED, diagnostics),
-        Outcome::Refused { diagnostics } => (REFUSED, diagnostics),
-        Outcome::Usage { diagnostics } => (exit::USAGE, diagnostics),
-    };
-    if matches!(args.format, EventFormat::Json) {
-        let list: Vec<_> = diags.iter().map(|d| serde_json::json!({"severity": d.severity, "code": d.code, "message": d.message, "help": d.help})).collect();
-        let what = match &outcome {
-            Outcome::Recovered { stage, .. } => {
-                serde_json::json!({"event": "result", "outcome": "recovered", "stage": stage, "exit": code, "diagnostics": list})
+    match format {
+        EventFormat::Json => {
+            let list: Vec<_> = diags
+                .iter()
+                .map(|d| serde_json::json!({"severity": d.severity, "code": d.code, "message": d.message, "help": d.help}))
+                .collect();
+            let mut result = serde_json::json!({"event": "result", "outcome": word, "exit": code, "diagnostics": list});
+            if let Outcome::Recovered { stage, .. } = outcome {
+                result["stage"] = serde_json::json!(stage);
             }
-            Outcome::AllFailed { .. } => {
-                serde_json::json!({"event": "result", "outcome": "all-stages-failed", "exit": code, "diagnostics": list})
+            if let Some(r) = report {
+                result["dry_run"] = serde_json::to_value(r).unwrap_or_default();
             }
-            Outcome::Refused { .. } => {
-                serde_json::json!({"event": "result", "outcome": "refused", "exit": code, "diagnostics": list})
+            println!("{result}");
+        }
+        EventFormat::Human => {
+            if let Some(r) = report {
+                print!("{}", render_report(r, outcome));
             }
-            Outcome::Usage { .. } => {
-                serde_json::json!({"event": "result", "outcome": "error", "exit": code, "diagnostics": list})
-            }
-        };
-        println!("{what}");
+        }
     }
     print_diagnostics(diags);
     code
+}
+
+fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
+    use rplan_compiler::size::human_bytes;
+    use std::fmt::Write as _;
+    let mut out = String::from("dry-run: nothing was written\n\ntimeline\n");
+    let mut stage = "";
+    let mut at = 0_u64;
+    for s in &r.steps {
+        if s.stage != stage {
+            stage = &s.stage;
+            let _ = writeln!(out, "  stage {stage}");
+        }
+        let _ = writeln!(
+            out,
+            "    +{:>6}  {:<9} {}  ({})",
+            duration(at),
+            s.outcome,
+            s.step,
+            s.description
+        );
+        at += s.estimate_s;
+    }
+    let _ = writeln!(
+        out,
+        "\nescalation: {}",
+        match outcome {
+            Outcome::Recovered { stage, .. } => format!("recovered by stage {stage}"),
+            Outcome::AllFailed { .. } => "every stage fails".to_string(),
+            _ => "stopped".to_string(),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "estimated time to recover: {}",
+        duration(r.rto_estimate_s)
+    );
+    for d in &r.disks {
+        let _ = writeln!(
+            out,
+            "\n{} = {}: {}",
+            d.disk,
+            d.target,
+            if d.changes.is_empty() {
+                "no change".to_string()
+            } else if d.table_unchanged {
+                "table already in place".to_string()
+            } else {
+                "table would be written".to_string()
+            }
+        );
+        // One line per table area or partition: how much would change.
+        let mut groups: Vec<(&str, u64, u64, u64)> = Vec::new();
+        for c in &d.changes {
+            match groups.iter_mut().find(|g| g.0 == c.within) {
+                Some(g) => {
+                    g.2 = g.2.max(c.start + c.len);
+                    g.3 += c.len;
+                }
+                None => groups.push((&c.within, c.start, c.start + c.len, c.len)),
+            }
+        }
+        for (what, lo, hi, bytes) in groups {
+            let _ = writeln!(
+                out,
+                "  {what}: {} would change, between byte {lo} and {hi}",
+                human_bytes(bytes)
+            );
+        }
+    }
+    out
+}
+
+fn duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DryRunArgs {
+    /// A plan (YAML) or a compiled plan (JSON from `rplan compile`).
+    plan: PathBuf,
+    /// DISK=PATH: the device or image file the plan would be applied to
+    /// (read, never written).
+    #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target, required = true)]
+    targets: Vec<TargetArg>,
+    /// Simulate this stage failing (repeatable), to see the escalation path.
+    #[arg(long = "fail", value_name = "STAGE")]
+    fail: Vec<String>,
+    /// Simulate even if a target carries another disk's partition table.
+    #[arg(long)]
+    force: bool,
+    /// Where the simulation's scratch files go (default: $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
+    /// `json`: events as JSON lines, then the report in the result line.
+    #[arg(long, value_enum, default_value = "human")]
+    format: EventFormat,
+    #[command(flatten)]
+    flags: CompileFlags,
+}
+
+pub fn dry_run(args: DryRunArgs) -> u8 {
+    let plan = match load_plan(&args.plan, &args.flags) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    for f in &args.fail {
+        if !plan.stages.iter().any(|s| &s.id == f) {
+            let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
+            eprintln!(
+                "error: --fail {f}: the plan has no stage `{f}` (stages: {})",
+                ids.join(", ")
+            );
+            return exit::USAGE;
+        }
+    }
+    let options = ApplyOptions {
+        force: args.force,
+        resume: false,
+        unattended: true,
+        journal_dir: PathBuf::new(),
+        temp_dir: args.temp_dir,
+        confirm: None,
+        manual: Box::new(|_| false),
+        dry_run: Some(args.fail),
+    };
+    let mut observer: Box<dyn Observer> = match args.format {
+        EventFormat::Json => Box::new(Json),
+        EventFormat::Human => Box::new(Quiet),
+    };
+    let (outcome, report) = executor::dry_run(&plan, &args.targets, options, observer.as_mut());
+    finish(&outcome, args.format, Some(&report))
+}
+
+/// A dry-run's human output is its report; the step-by-step events would
+/// only repeat it.
+struct Quiet;
+
+impl Observer for Quiet {
+    fn event(&mut self, _: &rplan_runtime::events::Event) {}
 }

@@ -75,6 +75,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: RulesFormat,
     },
+    /// Simulate applying a plan: what would change, in what order, how long.
+    DryRun(apply::DryRunArgs),
     /// Carry out a plan on targets: stages in order until one succeeds.
     Apply(apply::ApplyArgs),
     /// Print a JSON Schema.
@@ -143,6 +145,7 @@ fn main() -> ExitCode {
         } => graph(&plan, format, &flags),
         Command::Rules { rules, format } => print_rules(&rules, format),
         Command::Apply(args) => apply::run(args),
+        Command::DryRun(args) => apply::dry_run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),

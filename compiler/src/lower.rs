@@ -11,7 +11,7 @@ use crate::analyze::stages::{ResolvedStage, DEFAULT_RUN_TIMEOUT};
 use crate::analyze::Analysis;
 use crate::compiled::{CStage, CStep, CompiledPlan, StepKind, FORMAT_VERSION};
 use crate::diagnostic::{codes, Diagnostic};
-use crate::model::{Content, Plan, Stage, StageKind};
+use crate::model::{Content, Plan, Stage, StageKind, TableKind};
 use crate::rules::RuleSet;
 use crate::size::human_bytes;
 use crate::Options;
@@ -172,13 +172,15 @@ impl Steps<'_> {
                 c,
                 1,
                 format!(
-                    "write the {:?} table of disk {} ({} partitions)",
-                    d.table,
+                    "write the {} table of disk {} ({} partition{})",
+                    match d.table {
+                        TableKind::Mbr => "MBR",
+                        TableKind::Gpt => "GPT",
+                    },
                     d.id,
-                    d.partitions.len()
-                )
-                .replace("Mbr", "MBR")
-                .replace("Gpt", "GPT"),
+                    d.partitions.len(),
+                    if d.partitions.len() == 1 { "" } else { "s" }
+                ),
             );
             self.last().disk = Some(d.id.clone());
             tables.insert(d.id.clone(), table.clone());

@@ -14,12 +14,13 @@ use crate::events::{Event, Observer, Throttle};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
 use crate::mkfs::{self, FormatOptions, Holes};
+use crate::overlay::Overlay;
 use crate::raid::VolumeWriter;
 use crate::restore::{self, Expected, RestoreOptions};
 use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
 use rplan_compiler::analyze::disks::stable_hash;
-use rplan_compiler::compiled::{CStep, CompiledPlan, StepKind};
+use rplan_compiler::compiled::{CStage, CStep, CompiledPlan, StepKind};
 use rplan_compiler::model::{ArtifactFormat, Content, Fs, StageKind};
 use rplan_compiler::size::human_bytes;
 use rplan_compiler::{codes, Diagnostic};
@@ -54,6 +55,45 @@ pub struct ApplyOptions {
     pub confirm: Option<Ask>,
     /// Asks a person to carry out a manual action; true when done.
     pub manual: Ask,
+    /// Simulate instead (dry-run): `Some(ids of the stages to fail)`.
+    pub dry_run: Option<Vec<String>>,
+}
+
+/// What a dry-run found: the path up the ladder, the steps with their
+/// estimates, and what would change on each target.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DryRunReport {
+    pub steps: Vec<SimStep>,
+    pub disks: Vec<SimDisk>,
+    /// Sum of the estimates of the steps on the simulated path.
+    pub rto_estimate_s: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimStep {
+    pub stage: String,
+    pub step: String,
+    pub description: String,
+    /// ok, unchanged, failed or skipped.
+    pub outcome: String,
+    pub estimate_s: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SimDisk {
+    pub disk: String,
+    pub target: String,
+    /// The target already carries exactly the plan's table.
+    pub table_unchanged: bool,
+    pub changes: Vec<SimChange>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SimChange {
+    pub start: u64,
+    pub len: u64,
+    /// `partition table`, `partition <id>`, or `outside declared ranges`.
+    pub within: String,
 }
 
 /// How an apply ended, with what it has to say.
@@ -107,19 +147,21 @@ pub fn check_artifacts(plan: &CompiledPlan) -> Vec<Diagnostic> {
     out
 }
 
-pub fn apply(
+/// Everything before the first step: targets opened and checked (read-only
+/// under an overlay for a dry-run), the operator asked, the journal opened.
+fn prepare(
     plan: &CompiledPlan,
     targets: &[TargetArg],
-    mut opts: ApplyOptions,
-    obs: &mut dyn Observer,
-) -> Outcome {
+    opts: &mut ApplyOptions,
+) -> Result<(Vec<Option<Target>>, Journal), Outcome> {
+    let simulate = opts.dry_run.is_some();
     // Which disks need targets: all of them, if there is an ASR stage.
     let has_asr = plan.stages.iter().any(|s| s.kind == StageKind::Asr);
     let mut problems = Vec::new();
     for t in targets {
         if plan.disk(&t.disk).is_none() {
             let ids: Vec<&str> = plan.disks.iter().map(|d| d.id.as_str()).collect();
-            return Outcome::Usage {
+            return Err(Outcome::Usage {
                 diagnostics: vec![Diagnostic::error(
                     codes::UNKNOWN_TARGET,
                     "",
@@ -129,16 +171,16 @@ pub fn apply(
                     ),
                 )
                 .help(format!("the plan's disks: {}", ids.join(", ")))],
-            };
+            });
         }
         if targets.iter().filter(|o| o.disk == t.disk).count() > 1 {
-            return Outcome::Usage {
+            return Err(Outcome::Usage {
                 diagnostics: vec![Diagnostic::error(
                     codes::UNKNOWN_TARGET,
                     "",
                     format!("disk `{}` is given two targets", t.disk),
                 )],
-            };
+            });
         }
     }
     let mut opened: Vec<Option<Target>> = Vec::new();
@@ -153,7 +195,13 @@ pub fn apply(
             opened.push(None);
             continue;
         };
-        match open_checked(plan, di, &t.path, opts.force) {
+        match open_checked(
+            plan,
+            di,
+            &t.path,
+            opts.force,
+            simulate.then_some(opts.temp_dir.as_deref()),
+        ) {
             Ok(target) => opened.push(Some(target)),
             Err(d) => {
                 problems.extend(d);
@@ -162,15 +210,15 @@ pub fn apply(
         }
     }
     if !problems.is_empty() {
-        return Outcome::Refused {
+        return Err(Outcome::Refused {
             diagnostics: problems,
-        };
+        });
     }
     let pairs: Vec<(String, String)> = targets
         .iter()
         .map(|t| (t.disk.clone(), t.path.display().to_string()))
         .collect();
-    if let Some(confirm) = opts.confirm.as_mut() {
+    if let Some(confirm) = opts.confirm.as_mut().filter(|_| !simulate) {
         let list: Vec<String> = pairs.iter().map(|(d, p)| format!("  {d} = {p}")).collect();
         let question = format!(
             "rplan will try the stages of `{}` in order; its ASR stage overwrites the partition tables and partitions of:\n{}\n",
@@ -178,33 +226,36 @@ pub fn apply(
             list.join("\n")
         );
         if !confirm(&question) {
-            return Outcome::Refused {
+            return Err(Outcome::Refused {
                 diagnostics: vec![Diagnostic::error(
                     codes::NOT_CONFIRMED,
                     "",
                     "not confirmed; nothing was written",
                 )
                 .help("answer `yes`, or pass --yes")],
-            };
+            });
         }
+    }
+    if simulate {
+        return Ok((opened, Journal::in_memory()));
     }
     let journal_path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
     let mut journal = match Journal::open(&journal_path) {
         Ok(j) => j,
         Err(e) => {
-            return Outcome::Usage {
+            return Err(Outcome::Usage {
                 diagnostics: vec![Diagnostic::error(
                     codes::IO_FAILED,
                     "",
                     format!("cannot open journal {}: {e}", journal_path.display()),
                 )
                 .help("choose another directory with --journal DIR")],
-            }
+            })
         }
     };
     match (journal.state(), opts.resume) {
         (JournalState::Interrupted, false) => {
-            return Outcome::Refused {
+            return Err(Outcome::Refused {
                 diagnostics: vec![Diagnostic::error(
                 codes::JOURNAL_MISMATCH,
                 "",
@@ -216,10 +267,10 @@ pub fn apply(
             .help(
                 "continue it with --resume; the end state will be the same as an uninterrupted run",
             )],
-            }
+            })
         }
         (JournalState::Interrupted, true) if journal.targets() != Some(pairs.as_slice()) => {
-            return Outcome::Refused {
+            return Err(Outcome::Refused {
                 diagnostics: vec![Diagnostic::error(
                     codes::JOURNAL_MISMATCH,
                     "",
@@ -229,7 +280,7 @@ pub fn apply(
                     "resume with the same --target arguments: {:?}",
                     journal.targets().unwrap_or_default()
                 ))],
-            }
+            })
         }
         (JournalState::Interrupted, true) => {}
         _ => {
@@ -237,16 +288,52 @@ pub fn apply(
                 plan_hash: plan.plan_hash.clone(),
                 targets: pairs.clone(),
             }) {
-                return Outcome::Usage {
+                return Err(Outcome::Usage {
                     diagnostics: vec![Diagnostic::error(
                         codes::IO_FAILED,
                         "",
                         format!("cannot write journal: {e}"),
                     )],
-                };
+                });
             }
         }
     }
+    Ok((opened, journal))
+}
+
+pub fn apply(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    opts: ApplyOptions,
+    obs: &mut dyn Observer,
+) -> Outcome {
+    execute(plan, targets, opts, obs).0
+}
+
+/// Simulate: the very same steps against the real targets opened read-only
+/// under an [`Overlay`]. Commands are not run: a stage named in
+/// `opts.dry_run` fails, the others succeed. Nothing is written anywhere,
+/// no journal is kept.
+pub fn dry_run(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    opts: ApplyOptions,
+    obs: &mut dyn Observer,
+) -> (Outcome, DryRunReport) {
+    execute(plan, targets, opts, obs)
+}
+
+fn execute(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    mut opts: ApplyOptions,
+    obs: &mut dyn Observer,
+) -> (Outcome, DryRunReport) {
+    let (opened, journal) = match prepare(plan, targets, &mut opts) {
+        Ok(p) => p,
+        Err(outcome) => return (outcome, DryRunReport::default()),
+    };
+    let resuming = opts.resume;
     let mut run = Run {
         plan,
         targets: opened,
@@ -254,19 +341,29 @@ pub fn apply(
         opts: &mut opts,
         obs,
         reports: Vec::new(),
-        resuming: false,
+        resuming,
+        timeline: Vec::new(),
     };
-    run.resuming = run.opts.resume;
-    run.stages()
+    let outcome = run.stages();
+    let report = run.report();
+    (outcome, report)
 }
 
 /// Open one target exclusively and check it; every refusal is collected.
+/// `overlay`: `Some(scratch dir)` for a dry-run, which opens the target
+/// read-only and puts an [`Overlay`] over it.
 fn open_checked(
     plan: &CompiledPlan,
     di: usize,
     path: &Path,
     force: bool,
+    overlay: Option<Option<&Path>>,
 ) -> Result<Target, Vec<Diagnostic>> {
+    let access = if overlay.is_some() {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
     let disk = &plan.disks[di];
     let name = format!("{}={}", disk.id, path.display());
     if let Some(why) = target::mounted_or_in_use(path) {
@@ -280,10 +377,10 @@ fn open_checked(
         )]);
     }
     let opened: Result<Box<dyn Device>, TargetError> = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => ImageFile::open(path, Access::ReadWrite)
+        Ok(m) if m.is_file() => ImageFile::open(path, access)
             .and_then(|f| f.with_sector_size(disk.sector_size))
             .map(|f| Box::new(f) as Box<dyn Device>),
-        _ => target::open_target(path, Access::ReadWrite),
+        _ => target::open_target(path, access),
     };
     let device = opened.map_err(|e| {
         let code = match e {
@@ -348,6 +445,19 @@ fn open_checked(
             ),
         }
     }
+    let device = match overlay {
+        None => device,
+        Some(dir) => match Overlay::new(device, dir) {
+            Ok(o) => Box::new(o),
+            Err(e) => {
+                return Err(vec![Diagnostic::error(
+                    codes::IO_FAILED,
+                    "",
+                    format!("cannot make the dry-run's scratch file: {e}"),
+                )])
+            }
+        },
+    };
     if problems.is_empty() {
         Ok(Target {
             path: path.to_path_buf(),
@@ -368,6 +478,8 @@ struct Run<'a> {
     /// Non-critical failures and other things to tell at the end.
     reports: Vec<Diagnostic>,
     resuming: bool,
+    /// Every step taken or skipped, in order (the dry-run's timeline).
+    timeline: Vec<SimStep>,
 }
 
 /// Why a step did not succeed.
@@ -405,7 +517,7 @@ impl Run<'_> {
         })
     }
 
-    fn stages(mut self) -> Outcome {
+    fn stages(&mut self) -> Outcome {
         let plan = self.plan;
         for stage in &plan.stages {
             self.obs.event(&Event::StageStarted {
@@ -447,7 +559,7 @@ impl Run<'_> {
                 });
                 return Outcome::Recovered {
                     stage: stage.id.clone(),
-                    diagnostics: self.reports,
+                    diagnostics: std::mem::take(&mut self.reports),
                 };
             }
         }
@@ -460,12 +572,12 @@ impl Run<'_> {
             stage: None,
         });
         Outcome::AllFailed {
-            diagnostics: self.reports,
+            diagnostics: std::mem::take(&mut self.reports),
         }
     }
 
     /// Run one stage; Ok(success). Err only for journal failures.
-    fn stage(&mut self, stage: &rplan_compiler::compiled::CStage) -> Result<bool, Diagnostic> {
+    fn stage(&mut self, stage: &CStage) -> Result<bool, Diagnostic> {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(stage.timeout_s);
         let mut failed: HashSet<&str> = HashSet::new();
@@ -479,11 +591,7 @@ impl Run<'_> {
             if let Some(dep) = step.after.iter().find(|a| failed.contains(a.as_str())) {
                 failed.insert(&step.id);
                 let msg = format!("skipped: `{dep}` failed");
-                self.obs.event(&Event::StepFinished {
-                    step: &step.id,
-                    outcome: "skipped",
-                    message: Some(&msg),
-                });
+                self.finished(stage, step, "skipped", Some(&msg));
                 continue;
             }
             if Instant::now() >= deadline {
@@ -504,11 +612,12 @@ impl Run<'_> {
                 )
                 && self.journal.done(&step.id).is_some()
             {
-                self.obs.event(&Event::StepFinished {
-                    step: &step.id,
-                    outcome: "unchanged",
-                    message: Some("done before the interruption"),
-                });
+                self.finished(
+                    stage,
+                    step,
+                    "unchanged",
+                    Some("done before the interruption"),
+                );
                 continue;
             }
             self.obs.event(&Event::StepStarted {
@@ -536,11 +645,7 @@ impl Run<'_> {
                 fingerprint,
                 message: message.clone(),
             })?;
-            self.obs.event(&Event::StepFinished {
-                step: &step.id,
-                outcome,
-                message: message.as_deref(),
-            });
+            self.finished(stage, step, outcome, message.as_deref());
             if let Err(StepError(d)) = result {
                 failed.insert(&step.id);
                 let critical = step.critical;
@@ -561,7 +666,112 @@ impl Run<'_> {
                 );
             }
         }
+        if self
+            .opts
+            .dry_run
+            .as_ref()
+            .is_some_and(|f| f.contains(&stage.id))
+        {
+            // A stage without commands fails here in a --fail simulation.
+            self.reports.push(Diagnostic::error(
+                codes::COMMAND_FAILED,
+                "",
+                format!("stage `{}` fails in this simulation (--fail)", stage.id),
+            ));
+            return Ok(false);
+        }
         Ok(true)
+    }
+
+    /// Tell the observer a step finished, and keep it for the timeline.
+    fn finished(&mut self, stage: &CStage, step: &CStep, outcome: &str, message: Option<&str>) {
+        self.obs.event(&Event::StepFinished {
+            step: &step.id,
+            outcome,
+            message,
+        });
+        self.timeline.push(SimStep {
+            stage: stage.id.clone(),
+            step: step.id.clone(),
+            description: step.description.clone(),
+            outcome: outcome.to_string(),
+            estimate_s: if outcome == "skipped" {
+                0
+            } else {
+                step.estimate_s
+            },
+        });
+    }
+
+    /// What the run did, for a dry-run's report: the timeline and, per
+    /// simulated target, the ranges written and what they belong to.
+    fn report(&self) -> DryRunReport {
+        let mut disks = Vec::new();
+        for (di, t) in self.targets.iter().enumerate() {
+            let (Some(t), Some(disk)) = (t, self.plan.disks.get(di)) else {
+                continue;
+            };
+            let Some(ranges) = t.device.written_ranges() else {
+                continue;
+            };
+            let len = t.device.len();
+            let spec = layout::table_spec(disk, len);
+            let areas = table::table_areas(&spec, len);
+            let within = |start: u64, n: u64| {
+                let inside = |(s, l): (u64, u64)| start >= s && start + n <= s + l;
+                if areas.iter().any(|&a| inside(a)) {
+                    return "partition table".to_string();
+                }
+                disk.partitions
+                    .iter()
+                    .find(|p| inside(layout::extent(disk, p, len)))
+                    .map_or_else(
+                        || "outside declared ranges".to_string(),
+                        |p| format!("partition {}", p.id),
+                    )
+            };
+            // Split written ranges at table-area and partition boundaries.
+            let mut cuts: Vec<u64> = areas.iter().flat_map(|&(s, l)| [s, s + l]).collect();
+            for p in &disk.partitions {
+                let (s, l) = layout::extent(disk, p, len);
+                cuts.extend([s, s + l]);
+            }
+            cuts.sort_unstable();
+            let mut changes: Vec<SimChange> = Vec::new();
+            for (start, n) in ranges {
+                let mut at = start;
+                let end = start + n;
+                for &c in cuts
+                    .iter()
+                    .filter(|&&c| c > start && c < end)
+                    .chain(std::iter::once(&end))
+                {
+                    let what = within(at, c - at);
+                    match changes.last_mut() {
+                        Some(last) if last.within == what && last.start + last.len == at => {
+                            last.len += c - at
+                        }
+                        _ => changes.push(SimChange {
+                            start: at,
+                            len: c - at,
+                            within: what,
+                        }),
+                    }
+                    at = c;
+                }
+            }
+            disks.push(SimDisk {
+                disk: disk.id.clone(),
+                target: t.path.display().to_string(),
+                table_unchanged: t.table_matched,
+                changes,
+            });
+        }
+        DryRunReport {
+            rto_estimate_s: self.timeline.iter().map(|s| s.estimate_s).sum(),
+            steps: self.timeline.clone(),
+            disks,
+        }
     }
 
     fn step_bytes(&self, step: &CStep) -> Option<u64> {
@@ -589,6 +799,21 @@ impl Run<'_> {
     fn step(&mut self, step: &CStep, deadline: Instant) -> StepResult {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match step.kind {
+            StepKind::Run | StepKind::Manual | StepKind::Probe if self.opts.dry_run.is_some() => {
+                // A dry-run runs no commands and asks no one: the stages
+                // named with --fail fail, the others succeed.
+                let stage = self.plan.step(&step.id).map_or("", |(s, _)| s.id.as_str());
+                let fail = self
+                    .opts
+                    .dry_run
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|x| x == stage));
+                if fail {
+                    Err((codes::COMMAND_FAILED, "fails in this simulation (--fail)").into())
+                } else {
+                    Ok(StepOk::Done { fingerprint: None })
+                }
+            }
             StepKind::Run | StepKind::Probe => {
                 let argv = step.argv.clone().unwrap_or_default();
                 let limit = Duration::from_secs(step.timeout_s.unwrap_or(600)).min(remaining);

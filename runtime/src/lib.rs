@@ -16,6 +16,7 @@ pub mod fat;
 pub mod journal;
 pub mod layout;
 pub mod mkfs;
+pub mod overlay;
 pub mod process;
 pub mod raid;
 pub mod restore;

@@ -44,6 +44,10 @@ pub trait Device: Send {
     fn table_changed(&self) -> io::Result<()> {
         Ok(())
     }
+    /// For a simulated target: the ranges whose bytes a run changed.
+    fn written_ranges(&self) -> Option<Vec<(u64, u64)>> {
+        None
+    }
 }
 
 /// How a target is opened.
