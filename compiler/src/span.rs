@@ -7,7 +7,7 @@
 
 use crate::diagnostic::escape_token;
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A byte range in a source text.
@@ -31,15 +31,21 @@ impl SpanIndex {
     pub fn build(text: &str) -> SpanIndex {
         let mut builder = Builder {
             text,
-            line_starts: line_starts(text),
+            cursor: (0, 0),
             stack: Vec::new(),
             index: SpanIndex::default(),
-            done: false,
         };
+        // Pull events one at a time: yaml-rust2's `load` recurses per
+        // nesting level and would overflow the stack on hostile input.
         let mut parser = Parser::new_from_str(text);
-        let _ = parser.load(&mut builder, false);
+        while let Ok((event, mark)) = parser.next_token() {
+            if matches!(event, Event::StreamEnd | Event::DocumentEnd) {
+                break;
+            }
+            builder.on_event(event, mark);
+        }
         let mut index = builder.index;
-        index.line_starts = builder.line_starts;
+        index.line_starts = line_starts(text);
         index
     }
 
@@ -74,11 +80,6 @@ impl SpanIndex {
             .map_or(0, |s| s.chars().count());
         (line + 1, col + 1)
     }
-
-    /// Byte offset of a 1-based line and column (in characters).
-    pub fn offset_of(&self, text: &str, line: usize, col: usize) -> usize {
-        offset_of(&self.line_starts, text, line, col)
-    }
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
@@ -87,40 +88,53 @@ fn line_starts(text: &str) -> Vec<usize> {
         .collect()
 }
 
-fn offset_of(line_starts: &[usize], text: &str, line: usize, col: usize) -> usize {
-    let Some(&start) = line_starts.get(line.saturating_sub(1)) else {
-        return text.len();
-    };
-    let rest = &text[start..];
-    rest.char_indices()
-        .nth(col.saturating_sub(1))
-        .map_or(text.len(), |(i, _)| start + i)
-}
-
 enum Frame {
     Mapping {
         pointer: String,
         key: Option<String>,
         first: bool,
+        flow: bool,
     },
     Sequence {
         pointer: String,
         next: usize,
+        flow: bool,
     },
 }
 
 struct Builder<'t> {
     text: &'t str,
-    line_starts: Vec<usize>,
+    /// (character index, byte offset) of the last marker: markers count
+    /// characters and arrive in document order, so walking forward from
+    /// the last one keeps the whole index linear in the text's size.
+    cursor: (usize, usize),
     stack: Vec<Frame>,
     index: SpanIndex,
-    done: bool,
 }
 
 impl Builder<'_> {
-    fn offset(&self, mark: &Marker) -> usize {
-        // yaml-rust2 markers: 1-based line, 0-based column in characters.
-        offset_of(&self.line_starts, self.text, mark.line(), mark.col() + 1)
+    fn offset(&mut self, mark: &Marker) -> usize {
+        let target = mark.index();
+        if target < self.cursor.0 {
+            self.cursor = (0, 0);
+        }
+        let (mut chars, mut bytes) = self.cursor;
+        let mut it = self.text[bytes..].chars();
+        while chars < target {
+            match it.next() {
+                Some(c) => {
+                    chars += 1;
+                    bytes += c.len_utf8();
+                }
+                None => break,
+            }
+        }
+        self.cursor = (chars, bytes);
+        bytes
+    }
+
+    fn in_flow(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Mapping { flow: true, .. } | Frame::Sequence { flow: true, .. }))
     }
 
     /// The pointer of a node starting now, or `None` if it is a mapping key
@@ -128,7 +142,7 @@ impl Builder<'_> {
     fn place(&mut self, key_text: Option<&str>, span: Span) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Sequence { pointer, next }) => {
+            Some(Frame::Sequence { pointer, next, .. }) => {
                 let p = format!("{pointer}/{next}");
                 *next += 1;
                 Some(p)
@@ -137,21 +151,15 @@ impl Builder<'_> {
                 pointer,
                 key,
                 first,
+                flow,
             }) => match key.take() {
                 Some(k) => Some(format!("{pointer}/{}", escape_token(&k))),
                 None => {
-                    if std::mem::take(first) {
-                        // A block mapping's own marker sits oddly (after its
-                        // first key); its first key is where a person looks.
-                        // A flow mapping's `{` is right as it is.
-                        let flow = self
-                            .index
-                            .values
-                            .get(pointer.as_str())
-                            .is_some_and(|m| self.text.as_bytes().get(m.offset) == Some(&b'{'));
-                        if !flow {
-                            self.index.values.insert(pointer.clone(), span);
-                        }
+                    // A block mapping's own marker sits oddly (after its
+                    // first key); its first key is where a person looks. A
+                    // flow mapping's `{` is right as it is.
+                    if std::mem::take(first) && !*flow {
+                        self.index.values.insert(pointer.clone(), span);
                     }
                     let k = key_text.unwrap_or_default().to_string();
                     let p = format!("{pointer}/{}", escape_token(&k));
@@ -163,39 +171,42 @@ impl Builder<'_> {
         }
     }
 
+    /// How long a scalar's source text is, looked for at most a few KiB
+    /// ahead (a label needs no more, and a bound keeps this linear).
     fn scalar_len(&self, offset: usize, style: TScalarStyle) -> usize {
+        const LOOK: usize = 4096;
         let rest = &self.text[offset.min(self.text.len())..];
         let quoted = |q: char| {
             let mut escaped = false;
-            for (i, c) in rest.char_indices().skip(1) {
+            for (i, c) in rest.char_indices().skip(1).take(LOOK) {
                 match c {
                     '\\' if q == '"' && !escaped => escaped = true,
                     c if c == q && !escaped => return i + 1,
                     _ => escaped = false,
                 }
             }
-            rest.len()
+            1
         };
         match style {
             TScalarStyle::DoubleQuoted => quoted('"'),
             TScalarStyle::SingleQuoted => quoted('\''),
             _ => {
-                let line = rest.split('\n').next().unwrap_or("");
-                let end = line
-                    .find(" #")
-                    .or_else(|| line.find([',', ']', '}']))
-                    .unwrap_or(line.len());
-                line[..end].trim_end().len().max(1)
+                let flow = self.in_flow();
+                let mut end = 0;
+                let mut prev = ' ';
+                for (i, c) in rest.char_indices().take(LOOK) {
+                    if c == '\n' || (c == '#' && prev == ' ') || (flow && matches!(c, ',' | ']' | '}')) {
+                        break;
+                    }
+                    end = i + c.len_utf8();
+                    prev = c;
+                }
+                rest[..end].trim_end().len().max(1)
             }
         }
     }
-}
 
-impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.done {
-            return;
-        }
         let offset = self.offset(&mark);
         match ev {
             Event::Scalar(value, style, ..) => {
@@ -215,6 +226,7 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let span = Span { offset, len: 1 };
+                let flow = matches!(self.text.as_bytes().get(offset), Some(b'{' | b'['));
                 let pointer = self.place(None, span).unwrap_or_default();
                 self.index.values.entry(pointer.clone()).or_insert(span);
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
@@ -222,15 +234,15 @@ impl MarkedEventReceiver for Builder<'_> {
                         pointer,
                         key: None,
                         first: true,
+                        flow,
                     }
                 } else {
-                    Frame::Sequence { pointer, next: 0 }
+                    Frame::Sequence { pointer, next: 0, flow }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
             }
-            Event::DocumentEnd => self.done = true,
             _ => {}
         }
     }
