@@ -94,7 +94,9 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
         eprintln!("  help: compile the plan again with `rplan compile`");
         return Err(REFUSED);
     }
-    let stale = executor::check_artifacts(&plan);
+    // --no-artifacts: no pre-read of the backup; restores still verify every
+    // byte's sha256 as they stream, and a mismatch fails the step.
+    let stale = executor::check_artifacts(&plan, !flags.no_artifacts);
     if !stale.is_empty() {
         print_diagnostics(&stale);
         return Err(REFUSED);

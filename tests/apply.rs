@@ -553,9 +553,11 @@ fn escalation_stops_at_the_first_stage_that_works() {
         &["--format", "json"],
     )
     .code(0);
-    assert!(
-        run.stdout
-            .contains("\"outcome\":\"recovered\",\"stage\":\"sm\""),
+    let result: serde_json::Value =
+        serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&result["outcome"], &result["stage"]),
+        (&serde_json::json!("recovered"), &serde_json::json!("sm")),
         "{}",
         run.stdout
     );

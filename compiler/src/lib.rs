@@ -123,7 +123,10 @@ impl model::Plan {
                 }
             }
             let message = e.into_inner().to_string();
-            let code = if message.contains("size") || message.contains("duration") {
+            let unit_field = ["/size", "/start", "/stripe_size", "/timeout"]
+                .iter()
+                .any(|f| pointer.ends_with(f));
+            let code = if unit_field || message.contains("size") || message.contains("duration") {
                 codes::BAD_SIZE
             } else {
                 codes::SCHEMA_OTHER

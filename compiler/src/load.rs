@@ -69,9 +69,29 @@ impl Source {
 /// Parse YAML into a JSON value. Syntax errors come back as one diagnostic
 /// whose pointer is empty and whose position is carried in `line_col`.
 pub fn parse_yaml(source: &Source) -> Result<Value, YamlError> {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&source.text).map_err(|e| YamlError {
-        offset: e.location().map(|l| l.index()),
-        message: e.to_string(),
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&source.text).map_err(|e| {
+        let message = e.to_string();
+        let spans = &source.spans;
+        // serde_yaml reports some errors where it noticed them, not where
+        // the cause is; the span index saw the cause.
+        let hint = if message.contains("duplicate entry") {
+            spans.duplicate_key
+        } else if message.contains("more than one document") {
+            spans.second_document
+        } else if message.contains("end of stream") {
+            // Ran off the end: where the unfinished thing began.
+            spans.unclosed.or(spans.scan_stop)
+        } else if message.contains("did not find expected ',' or") {
+            spans.unclosed
+        } else {
+            None
+        };
+        YamlError {
+            offset: hint
+                .map(|s| s.offset)
+                .or_else(|| e.location().map(|l| l.index())),
+            message,
+        }
     })?;
     to_json(yaml, "").map_err(|(pointer, message)| YamlError {
         offset: source.spans.value(&pointer).map(|s| s.offset),

@@ -149,11 +149,25 @@ fn default_sector_size() -> u32 {
 }
 
 /// A partition's size: a size, or `rest` for the remainder of the target disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PartSize {
     Rest(Rest),
     Size(Size),
+}
+
+// By hand rather than `untagged`: an untagged enum swallows the inner
+// error ("`0.3B` is not a whole number of bytes") into "no variant matched".
+impl<'de> Deserialize<'de> for PartSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PartSize, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        if v.as_str() == Some("rest") {
+            return Ok(PartSize::Rest(Rest::Rest));
+        }
+        Size::deserialize(v)
+            .map(PartSize::Size)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -106,7 +106,9 @@ pub struct RuleSet {
 }
 
 pub fn rules_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(RulesetFile)).unwrap_or_default()
+    let mut schema = serde_json::to_value(schemars::schema_for!(RulesetFile)).unwrap_or_default();
+    crate::schema::drop_null_alternatives(&mut schema);
+    schema
 }
 
 fn validator() -> &'static SchemaValidator {

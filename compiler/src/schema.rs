@@ -17,7 +17,47 @@ use std::sync::OnceLock;
 
 /// The plan schema as JSON.
 pub fn plan_schema() -> Value {
-    serde_json::to_value(schemars::schema_for!(crate::model::Plan)).unwrap_or_default()
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(crate::model::Plan)).unwrap_or_default();
+    drop_null_alternatives(&mut schema);
+    schema
+}
+
+/// Optional fields are written by leaving them out, never as `null`; so an
+/// input schema says "a mapping" rather than "a mapping or null". Besides
+/// being what a person means, it keeps each violation a plain error at its
+/// pointer instead of an `anyOf` failure one level up.
+pub fn drop_null_alternatives(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
+            if let Some(Value::Array(alts)) = map.get("anyOf") {
+                if alts.len() == 2 && alts.iter().any(is_null) {
+                    let keep = alts
+                        .iter()
+                        .find(|a| !is_null(a))
+                        .cloned()
+                        .unwrap_or_default();
+                    map.remove("anyOf");
+                    if let Value::Object(inner) = keep {
+                        for (k, val) in inner {
+                            map.entry(k).or_insert(val);
+                        }
+                    }
+                }
+            }
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            map.values_mut().for_each(drop_null_alternatives);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_alternatives),
+        _ => {}
+    }
 }
 
 /// Pretty JSON text of a schema, as committed under `schemas/`.
@@ -30,12 +70,16 @@ pub fn to_text(schema: &Value) -> String {
 /// A compiled validator plus the property names it knows (for suggestions).
 pub struct SchemaValidator {
     validator: Validator,
+    schema: Value,
     properties: BTreeSet<String>,
 }
 
 impl SchemaValidator {
     pub fn new(schema: &Value) -> SchemaValidator {
-        let validator = match jsonschema::validator_for(schema) {
+        let validator = match jsonschema::options()
+            .should_validate_formats(true)
+            .build(schema)
+        {
             Ok(v) => v,
             // Our own generated schemas are valid; a test proves it.
             Err(e) => panic!("built-in schema is invalid: {e}"),
@@ -44,6 +88,7 @@ impl SchemaValidator {
         collect_properties(schema, &mut properties);
         SchemaValidator {
             validator,
+            schema: schema.clone(),
             properties,
         }
     }
@@ -75,20 +120,49 @@ impl SchemaValidator {
         let found = describe(instance);
         let d = match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
+                // The fields this very mapping allows, from the schema node
+                // that refused the extra one.
+                let parent = error.schema_path().as_str().trim_end_matches("/additionalProperties").to_string();
+                let here: Vec<String> = self
+                    .schema
+                    .pointer(&parent)
+                    .and_then(|n| n.get("properties"))
+                    .and_then(Value::as_object)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
                 return unexpected
                     .iter()
                     .map(|field| {
                         let p = format!("{pointer}/{}", crate::diagnostic::escape_token(field));
-                        Diagnostic::error(
-                            codes::UNKNOWN_FIELD,
-                            p,
-                            format!("unknown field `{field}`"),
-                        )
-                        .at_key()
-                        .maybe_help(
-                            did_you_mean(field, self.properties.iter())
-                                .map(|s| format!("did you mean `{s}`?")),
-                        )
+                        let help = match did_you_mean(field, here.iter()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None if here.is_empty() => String::new(),
+                            None if self.properties.contains(field) => {
+                                let owners: Vec<String> = self
+                                    .schema
+                                    .get("$defs")
+                                    .and_then(Value::as_object)
+                                    .map(|defs| {
+                                        defs.iter()
+                                            .filter(|(_, d)| d.pointer(&format!("/properties/{field}")).is_some())
+                                            .map(|(name, _)| format!("`{}`", name.to_lowercase()))
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                format!(
+                                    "`{field}` is a field of {}, not of this mapping, which takes: {}",
+                                    owners.join(" or "),
+                                    here.join(", ")
+                                )
+                            }
+                            None => format!("this mapping takes: {}", here.join(", ")),
+                        };
+                        let d = Diagnostic::error(codes::UNKNOWN_FIELD, p, format!("unknown field `{field}`")).at_key();
+                        if help.is_empty() {
+                            d
+                        } else {
+                            d.help(help)
+                        }
                     })
                     .collect();
             }
@@ -100,11 +174,18 @@ impl SchemaValidator {
                     format!("missing field `{name}`"),
                 )
             }
-            ValidationErrorKind::Type { kind } => Diagnostic::error(
-                codes::WRONG_TYPE,
-                pointer,
-                format!("expected {}, found {found}", type_names(kind)),
-            ),
+            ValidationErrorKind::Type { kind } => {
+                let d = Diagnostic::error(
+                    codes::WRONG_TYPE,
+                    pointer,
+                    format!("expected {}, found {found}", type_names(kind)),
+                );
+                if instance.is_number() && type_names(kind).contains("a string") {
+                    d.help("YAML reads this as a number; put it in quotes to keep it as written")
+                } else {
+                    d
+                }
+            }
             ValidationErrorKind::Enum { options } => {
                 let names: Vec<String> = options
                     .as_array()
@@ -135,7 +216,7 @@ impl SchemaValidator {
             ValidationErrorKind::OneOfNotValid { .. }
             | ValidationErrorKind::AnyOf { .. }
             | ValidationErrorKind::OneOfMultipleValid { .. } => {
-                one_of_error(instance, pointer, error)
+                self.one_of_error(instance, pointer, error)
             }
             ValidationErrorKind::MinItems { limit } => Diagnostic::error(
                 codes::BAD_VALUE,
@@ -148,6 +229,17 @@ impl SchemaValidator {
             ValidationErrorKind::MinLength { .. } => {
                 Diagnostic::error(codes::BAD_VALUE, pointer, "must not be empty")
             }
+            ValidationErrorKind::MaxLength { limit } => Diagnostic::error(
+                codes::BAD_VALUE,
+                pointer,
+                format!("{found} is longer than {limit} characters"),
+            ),
+            ValidationErrorKind::Format { format } if format == "uuid" => Diagnostic::error(
+                codes::BAD_VALUE,
+                pointer,
+                format!("{found} is not a GUID"),
+            )
+            .help("write it as 8-4-4-4-12 hexadecimal digits, e.g. 6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3c"),
             _ => Diagnostic::error(codes::SCHEMA_OTHER, pointer, error.to_string()),
         };
         vec![d]
@@ -199,8 +291,45 @@ fn pattern_error(pattern: &str, instance: &Value, pointer: String) -> Diagnostic
     }
 }
 
-/// `oneOf`/`anyOf` failures: sizes (integer or unit string, or `rest`) and
-/// actions (exactly one of `manual`, `run`).
+impl SchemaValidator {
+    /// `oneOf`/`anyOf` failures: enums whose values are documented one by
+    /// one, sizes (integer or unit string, or `rest`) and actions (exactly
+    /// one of `manual`, `run`).
+    fn one_of_error(
+        &self,
+        instance: &Value,
+        pointer: String,
+        error: &ValidationError,
+    ) -> Diagnostic {
+        // An enum with documented values is a oneOf of consts.
+        let consts: Vec<String> = self
+            .schema
+            .pointer(error.schema_path().as_str())
+            .and_then(Value::as_array)
+            .map(|alts| {
+                alts.iter()
+                    .filter_map(|a| a.get("const").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !consts.is_empty() {
+            let listed: Vec<String> = consts.iter().map(|c| format!("`{c}`")).collect();
+            let help = instance
+                .as_str()
+                .and_then(|s| did_you_mean(s, consts.iter()))
+                .map(|m| format!("did you mean `{m}`?"));
+            return Diagnostic::error(
+                codes::BAD_VALUE,
+                pointer,
+                format!("{} is not one of {}", describe(instance), listed.join(", ")),
+            )
+            .maybe_help(help);
+        }
+        one_of_error(instance, pointer, error)
+    }
+}
+
 fn one_of_error(instance: &Value, pointer: String, error: &ValidationError) -> Diagnostic {
     let path = error.evaluation_path().as_str().to_string();
     match instance {

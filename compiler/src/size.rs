@@ -224,7 +224,8 @@ impl Duration {
             message: format!("`{text}` is not a duration"),
             help: Some("write whole seconds, minutes or hours: `30s`, `15m`, `2h`".into()),
         };
-        let (number, unit) = t.split_at(t.len().saturating_sub(1));
+        let last = t.char_indices().last().map_or(0, |(i, _)| i);
+        let (number, unit) = t.split_at(last);
         let n: u64 = number.parse().map_err(|_| bad())?;
         let m = match unit {
             "s" => 1,
@@ -311,6 +312,8 @@ mod tests {
     fn durations() {
         assert_eq!(Duration::parse("15m"), Ok(Duration(900)));
         assert!(Duration::parse("15").is_err());
+        assert!(Duration::parse("5日本").is_err());
+        assert!(Duration::parse("").is_err());
         assert_eq!(Duration(7200).to_string(), "2h");
     }
 }

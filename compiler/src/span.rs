@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// Deeper than this the loader refuses the document anyway.
+const MAX_DEPTH: usize = 256;
+
 /// A byte range in a source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -22,6 +25,14 @@ pub struct SpanIndex {
     values: HashMap<String, Span>,
     keys: HashMap<String, Span>,
     line_starts: Vec<usize>,
+    /// Where a person should look for a YAML error, when the parser's own
+    /// position is later than the cause: the first repeated key, the start
+    /// of a second document, the innermost unclosed `{`/`[`, or where
+    /// yaml-rust2 stopped.
+    pub duplicate_key: Option<Span>,
+    pub second_document: Option<Span>,
+    pub unclosed: Option<Span>,
+    pub scan_stop: Option<Span>,
 }
 
 impl SpanIndex {
@@ -38,11 +49,38 @@ impl SpanIndex {
         // Pull events one at a time: yaml-rust2's `load` recurses per
         // nesting level and would overflow the stack on hostile input.
         let mut parser = Parser::new_from_str(text);
-        while let Ok((event, mark)) = parser.next_token() {
-            if matches!(event, Event::StreamEnd | Event::DocumentEnd) {
-                break;
+        let mut ended = false;
+        loop {
+            match parser.next_token() {
+                Ok((Event::StreamEnd, _)) => break,
+                Ok((Event::DocumentEnd, _)) => ended = true,
+                Ok((Event::DocumentStart, mark)) if ended => {
+                    let offset = builder.offset(&mark);
+                    builder.index.second_document = Some(Span { offset, len: 3 });
+                    break;
+                }
+                // serde_yaml refuses nesting deeper than 128; pointers
+                // that deep would only cost memory quadratic in the depth.
+                Ok(_) if builder.stack.len() > MAX_DEPTH => break,
+                Ok((event, mark)) => builder.on_event(event, mark),
+                Err(e) => {
+                    // The innermost open flow collection is usually what
+                    // was left unclosed; else where the scanner gave up.
+                    let open = builder.stack.iter().rev().find_map(|f| match f {
+                        Frame::Mapping {
+                            flow: true, start, ..
+                        }
+                        | Frame::Sequence {
+                            flow: true, start, ..
+                        } => Some(*start),
+                        _ => None,
+                    });
+                    let at = builder.offset(e.marker());
+                    builder.index.unclosed = open;
+                    builder.index.scan_stop = Some(Span { offset: at, len: 1 });
+                    break;
+                }
             }
-            builder.on_event(event, mark);
         }
         let mut index = builder.index;
         index.line_starts = line_starts(text);
@@ -94,11 +132,14 @@ enum Frame {
         key: Option<String>,
         first: bool,
         flow: bool,
+        start: Span,
+        seen: std::collections::HashSet<String>,
     },
     Sequence {
         pointer: String,
         next: usize,
         flow: bool,
+        start: Span,
     },
 }
 
@@ -134,7 +175,10 @@ impl Builder<'_> {
     }
 
     fn in_flow(&self) -> bool {
-        matches!(self.stack.last(), Some(Frame::Mapping { flow: true, .. } | Frame::Sequence { flow: true, .. }))
+        matches!(
+            self.stack.last(),
+            Some(Frame::Mapping { flow: true, .. } | Frame::Sequence { flow: true, .. })
+        )
     }
 
     /// The pointer of a node starting now, or `None` if it is a mapping key
@@ -152,6 +196,8 @@ impl Builder<'_> {
                 key,
                 first,
                 flow,
+                seen,
+                ..
             }) => match key.take() {
                 Some(k) => Some(format!("{pointer}/{}", escape_token(&k))),
                 None => {
@@ -162,6 +208,9 @@ impl Builder<'_> {
                         self.index.values.insert(pointer.clone(), span);
                     }
                     let k = key_text.unwrap_or_default().to_string();
+                    if !seen.insert(k.clone()) && self.index.duplicate_key.is_none() {
+                        self.index.duplicate_key = Some(span);
+                    }
                     let p = format!("{pointer}/{}", escape_token(&k));
                     self.index.keys.entry(p).or_insert(span);
                     *key = Some(k);
@@ -195,7 +244,10 @@ impl Builder<'_> {
                 let mut end = 0;
                 let mut prev = ' ';
                 for (i, c) in rest.char_indices().take(LOOK) {
-                    if c == '\n' || (c == '#' && prev == ' ') || (flow && matches!(c, ',' | ']' | '}')) {
+                    if c == '\n'
+                        || (c == '#' && prev == ' ')
+                        || (flow && matches!(c, ',' | ']' | '}'))
+                    {
                         break;
                     }
                     end = i + c.len_utf8();
@@ -235,9 +287,16 @@ impl Builder<'_> {
                         key: None,
                         first: true,
                         flow,
+                        start: span,
+                        seen: std::collections::HashSet::new(),
                     }
                 } else {
-                    Frame::Sequence { pointer, next: 0, flow }
+                    Frame::Sequence {
+                        pointer,
+                        next: 0,
+                        flow,
+                        start: span,
+                    }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {

@@ -80,12 +80,20 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
                 0
             }
         };
-        if let Some((p, ps)) = prev {
+        // A custom stage's place on the ladder is its `rank`; a missing one
+        // was reported above and says nothing about order.
+        let rank_ptr = if st.rank.is_some() && st.kind == StageKind::Custom {
+            format!("{sp}/rank")
+        } else {
+            format!("{sp}/kind")
+        };
+        let ranked = st.kind != StageKind::Custom || st.rank.is_some();
+        if let (Some((p, ps)), true) = (prev, ranked) {
             if rank < p {
                 diags.push(
                     Diagnostic::error(
                         codes::RANK_ORDER,
-                        format!("{sp}/kind"),
+                        rank_ptr,
                         format!("stage `{}` (rank {rank}) is gentler than `{}` (rank {p}) before it", st.id, plan.stages[ps].id),
                     )
                     .related(format!("/stages/{ps}"), "the harsher stage")
@@ -93,7 +101,9 @@ pub fn check(plan: &Plan, options: &Options, diags: &mut Vec<Diagnostic>) -> Vec
                 );
             }
         }
-        prev = Some((rank, s));
+        if ranked {
+            prev = Some((rank, s));
+        }
         if st.kind == StageKind::Asr {
             if let Some(first) = asr_at {
                 diags.push(

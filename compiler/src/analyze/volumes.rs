@@ -110,7 +110,11 @@ pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> V
             ));
         }
         check_layout(v.layout, &vp, &members, &sizes, has_rest, diags);
-        let stripe = check_stripe(v, &vp, &sizes, diags);
+        let sector_size = members
+            .first()
+            .and_then(|(m, _)| disks.iter().find(|d| d.id == m.disk))
+            .map_or(512, |d| u64::from(d.sector_size));
+        let stripe = check_stripe(v, &vp, &sizes, sector_size, diags);
         let usable_size = usable_size(v.layout, stripe.unwrap_or(0), &sizes);
         if v.critical {
             for (member, mp) in &members {
@@ -227,6 +231,7 @@ fn check_stripe(
     v: &crate::model::Volume,
     vp: &str,
     sizes: &[u64],
+    sector_size: u64,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<u64> {
     let striped = matches!(v.layout, Layout::Striped | Layout::Raid5);
@@ -246,7 +251,7 @@ fn check_stripe(
         (false, None) => None,
         (true, None) => Some(DEFAULT_STRIPE),
         (true, Some(s)) => {
-            let b = s.bytes(512).unwrap_or(u64::MAX);
+            let b = s.bytes(sector_size).unwrap_or(u64::MAX);
             if !b.is_power_of_two() || b < 4 * KIB {
                 diags.push(
                     Diagnostic::error(
