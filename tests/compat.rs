@@ -212,21 +212,3 @@ fn rules_table_matches_snapshot() {
     snapshot("rules.json", &run.stdout);
     assert_eq!(run.json()["rules"].as_array().map(Vec::len), Some(15));
 }
-
-/// Compare with tests/snapshots/NAME; `UPDATE_SNAPSHOTS=1` rewrites it.
-pub fn snapshot(name: &str, actual: &str) {
-    let path = root().join("tests/snapshots").join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual, expected,
-        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
-    );
-}

@@ -221,7 +221,7 @@ pub struct Content {
     pub files: Vec<FileInstall>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fs {
     Fat16,
@@ -233,6 +233,22 @@ pub enum Fs {
 impl Fs {
     pub fn is_fat(self) -> bool {
         matches!(self, Fs::Fat16 | Fs::Fat32)
+    }
+
+    /// The plan's name for it (`fat16`, `fat32`, `ext4`, `ntfs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Fat16 => "fat16",
+            Fs::Fat32 => "fat32",
+            Fs::Ext4 => "ext4",
+            Fs::Ntfs => "ntfs",
+        }
+    }
+}
+
+impl std::fmt::Display for Fs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

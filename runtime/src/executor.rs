@@ -21,7 +21,7 @@ use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
 use rplan_compiler::analyze::disks::stable_hash;
 use rplan_compiler::compiled::{CStage, CStep, CompiledPlan, StepKind};
-use rplan_compiler::model::{ArtifactFormat, Content, Fs, StageKind};
+use rplan_compiler::model::{ArtifactFormat, Content, StageKind};
 use rplan_compiler::size::human_bytes;
 use rplan_compiler::{codes, Diagnostic};
 use sha2::{Digest, Sha256};
@@ -1052,11 +1052,8 @@ impl Run<'_> {
                     fingerprint: Some(sha.clone()),
                 });
             }
-            let fmt = match format {
-                ArtifactFormat::RawZstd => restore::ArtifactFormat::RawZstd,
-                _ => restore::ArtifactFormat::Raw,
-            };
-            let mut src = restore::open_artifact(&path, fmt)
+
+            let mut src = restore::open_artifact(&path, format)
                 .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
             // Zero the image's range first (a punched hole or BLKZEROOUT),
             // so zero runs of the image need not be written at all.
@@ -1104,12 +1101,7 @@ impl Run<'_> {
         let Some(f) = self.content_of(step).and_then(|c| c.format.clone()) else {
             return Err((codes::IO_FAILED, "no filesystem to make").into());
         };
-        let fs = match f.fs {
-            Fs::Fat16 => mkfs::Fs::Fat16,
-            Fs::Fat32 => mkfs::Fs::Fat32,
-            Fs::Ext4 => mkfs::Fs::Ext4,
-            Fs::Ntfs => mkfs::Fs::Ntfs,
-        };
+        let fs = f.fs;
         if let Some(unchanged) = self.unchanged(step) {
             return Ok(unchanged);
         }

@@ -34,32 +34,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-/// Filesystems rplan can create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fs {
-    Fat16,
-    Fat32,
-    Ext4,
-    Ntfs,
-}
-
-impl Fs {
-    /// The plan's name for it (`fat16`, `fat32`, `ext4`, `ntfs`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Fs::Fat16 => "fat16",
-            Fs::Fat32 => "fat32",
-            Fs::Ext4 => "ext4",
-            Fs::Ntfs => "ntfs",
-        }
-    }
-}
-
-impl fmt::Display for Fs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Filesystems rplan can create: the plan's own type.
+pub use rplan_compiler::model::Fs;
 
 /// What the destination range holds before formatting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -363,14 +363,8 @@ fn is_zero(block: &[u8]) -> bool {
         .all(|page| page.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
-/// How an image artifact is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArtifactFormat {
-    /// The bytes themselves.
-    Raw,
-    /// A zstd stream (one or more frames) of the bytes.
-    RawZstd,
-}
+/// How an artifact is stored: the plan's own type.
+pub use rplan_compiler::model::ArtifactFormat;
 
 /// Open an artifact for streaming its (decompressed) bytes.
 pub fn open_artifact(
@@ -382,7 +376,7 @@ pub fn open_artifact(
     match format {
         // No BufReader: restore reads in 4 MiB pieces already, and a
         // buffer in between would only add a copy.
-        ArtifactFormat::Raw => Ok(Box::new(file)),
+        ArtifactFormat::Raw | ArtifactFormat::File => Ok(Box::new(file)),
         ArtifactFormat::RawZstd => {
             let mut decoder = zstd::stream::read::Decoder::new(file)?;
             decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
