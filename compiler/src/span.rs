@@ -156,10 +156,19 @@ struct Builder<'t> {
 impl Builder<'_> {
     fn offset(&mut self, mark: &Marker) -> usize {
         let target = mark.index();
-        if target < self.cursor.0 {
-            self.cursor = (0, 0);
-        }
         let (mut chars, mut bytes) = self.cursor;
+        // Markers mostly move forward; a block mapping's start comes a few
+        // characters behind its first key, so walk back just that far.
+        let mut back = self.text[..bytes].chars().rev();
+        while chars > target {
+            match back.next() {
+                Some(c) => {
+                    chars -= 1;
+                    bytes -= c.len_utf8();
+                }
+                None => break,
+            }
+        }
         let mut it = self.text[bytes..].chars();
         while chars < target {
             match it.next() {

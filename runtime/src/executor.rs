@@ -20,7 +20,7 @@ use crate::restore::{self, Expected, RestoreOptions};
 use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
 use rplan_compiler::analyze::disks::stable_hash;
-use rplan_compiler::compiled::{CStage, CStep, CompiledPlan, StepKind};
+use rplan_compiler::compiled::{CDisk, CStage, CStep, CompiledPlan, StepKind};
 use rplan_compiler::model::{ArtifactFormat, Content, StageKind};
 use rplan_compiler::size::human_bytes;
 use rplan_compiler::{codes, Diagnostic};
@@ -913,13 +913,8 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::ClearSignatures => {
-                let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
-                let disk = &self.plan.disks[di];
-                let t = target(self.plan, &mut self.targets, di)?;
-                let spec = layout::table_spec(disk, t.device.len());
-                if table::table_matches(t.device.as_ref(), &spec)
-                    .map_err(|e| (codes::IO_FAILED, e))?
-                {
+                let (disk, t, _, matches) = self.disk_table(step)?;
+                if matches {
                     // The disk is already ours: its partitions hold restored data.
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
@@ -934,27 +929,22 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::WriteTable => {
-                let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
-                let disk = &self.plan.disks[di];
-                let t = target(self.plan, &mut self.targets, di)?;
-                let spec = layout::table_spec(disk, t.device.len());
-                if table::table_matches(t.device.as_ref(), &spec)
-                    .map_err(|e| (codes::IO_FAILED, e))?
-                {
+                let (_, t, spec, matches) = self.disk_table(step)?;
+                if matches {
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
                 table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
                 // Partition device nodes follow the new table; if the kernel
                 // cannot re-read it now (EBUSY), the next boot will.
-                if let Err(e) = t.device.table_changed() {
-                    self.reports.push(Diagnostic::warning(
-                        codes::IO_FAILED,
-                        "",
-                        format!(
-                            "the kernel did not re-read the partition table of {}: {e}",
-                            t.path.display()
-                        ),
-                    ));
+                let not_reread = t.device.table_changed().err().map(|e| {
+                    format!(
+                        "the kernel did not re-read the partition table of {}: {e}",
+                        t.path.display()
+                    )
+                });
+                if let Some(message) = not_reread {
+                    self.reports
+                        .push(Diagnostic::warning(codes::IO_FAILED, "", message));
                 }
                 Ok(StepOk::Done { fingerprint: None })
             }
@@ -998,6 +988,22 @@ impl Run<'_> {
         f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>,
     ) -> Result<R, StepError> {
         with_place(self.plan, &mut self.targets, step, f)
+    }
+
+    /// A disk step's disk, its target, the table to write on it, and
+    /// whether the target already carries exactly that table.
+    fn disk_table(
+        &mut self,
+        step: &CStep,
+    ) -> Result<(&CDisk, &mut Target, table::TableSpec, bool), StepError> {
+        let plan = self.plan;
+        let di = disk_index(plan, step.disk.as_deref().unwrap_or_default())?;
+        let disk = &plan.disks[di];
+        let t = target(plan, &mut self.targets, di)?;
+        let spec = layout::table_spec(disk, t.device.len());
+        let matches =
+            table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
+        Ok((disk, t, spec, matches))
     }
 
     fn artifact(&self, id: &str) -> Result<(PathBuf, ArtifactFormat, Expected), StepError> {

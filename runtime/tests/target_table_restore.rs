@@ -454,7 +454,7 @@ fn restore_into_image(format: ArtifactFormat, skip_zeros: bool) {
     poke(&raw, 2 * MIB, &vec![0u8; MIB as usize]);
     let sha = sha256sum(&raw);
     let artifact = match format {
-        ArtifactFormat::Raw => raw.clone(),
+        ArtifactFormat::Raw | ArtifactFormat::File => raw.clone(),
         ArtifactFormat::RawZstd => {
             let zst = dir.path().join("system.img.zst");
             tool_ok("zstd", &["-q", "-3", s(&raw), "-o", s(&zst)]);
