@@ -17,7 +17,7 @@ pub struct ApplyArgs {
     /// A plan (YAML) or a compiled plan (JSON from `rplan compile`).
     plan: PathBuf,
     /// DISK=PATH: the device or image file to restore disk DISK onto.
-    #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target, required = true)]
+    #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target)]
     targets: Vec<TargetArg>,
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -302,7 +302,7 @@ pub struct DryRunArgs {
     plan: PathBuf,
     /// DISK=PATH: the device or image file the plan would be applied to
     /// (read, never written).
-    #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target, required = true)]
+    #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target)]
     targets: Vec<TargetArg>,
     /// Simulate this stage failing (repeatable), to see the escalation path.
     #[arg(long = "fail", value_name = "STAGE")]

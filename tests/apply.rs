@@ -841,3 +841,46 @@ fn applies_to_a_block_device() {
     let fs = extract(&img, MIB, 16 * MIB, &dir.path().join("p.fs"));
     tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
 }
+
+#[test]
+fn a_plan_without_disks_needs_no_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: nodisk\nsystem: { os: windows-xp, build: rtm+sp2, language: en }\nmedia: { build: sp2-slipstream }\n\
+stages:\n\x20\x20- { id: sm, kind: safe-mode, actions: [ { run: [/bin/true] } ], success: { run: [/bin/true] } }\n",
+    )
+    .unwrap();
+    Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ])
+        .run()
+        .code(0);
+}
+
+#[test]
+fn a_disk_without_a_target_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = small_plan(dir.path(), "  - { id: asr, kind: asr }\n");
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ])
+        .run()
+        .code(4);
+    assert!(
+        run.stderr.contains("RP0708") && run.stderr.contains("no target for disk `d0`"),
+        "{}",
+        run.stderr
+    );
+}
