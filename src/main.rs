@@ -32,7 +32,9 @@ pub(crate) struct CompileFlags {
     /// Refuse manual actions: the plan must run without a person.
     #[arg(long)]
     unattended: bool,
-    /// Do not open backup artifacts (check the plan away from the backup store).
+    /// Do not read backup artifacts up front: check a plan away from the
+    /// backup store; with apply, skip the pre-read (restores still verify
+    /// every byte's sha256 while streaming).
     #[arg(long)]
     no_artifacts: bool,
     /// Disk throughput assumed by estimates, per second (e.g. 50MiB).
