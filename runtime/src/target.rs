@@ -234,12 +234,7 @@ fn flock(file: &File, access: Access) -> Result<(), TargetError> {
 /// processes cannot write the same image at once. The lock goes away when
 /// the value is dropped.
 #[derive(Debug)]
-pub struct ImageFile {
-    file: File,
-    len: u64,
-    sector_size: u32,
-    writable: bool,
-}
+pub struct ImageFile(DiskFile);
 
 impl ImageFile {
     /// Open an existing image file. Its size is the device size; it is never
@@ -261,18 +256,18 @@ impl ImageFile {
             return Err(TargetError::NotADisk(describe_file_type(&meta)));
         }
         flock(&file, access)?;
-        Ok(ImageFile {
+        Ok(ImageFile(DiskFile {
             file,
             len: meta.len(),
             sector_size: 512,
             writable: access == Access::ReadWrite,
-        })
+        }))
     }
 
     /// Use another logical sector size (an image has none of its own; the
     /// plan's disk says which one its tables were made for).
     pub fn with_sector_size(mut self, sector_size: u32) -> Result<ImageFile, TargetError> {
-        self.sector_size = check_sector_size(sector_size)?;
+        self.0.sector_size = check_sector_size(sector_size)?;
         Ok(self)
     }
 
@@ -286,7 +281,7 @@ impl ImageFile {
         // SAFETY: fallocate only reads the descriptor and integers.
         let rc = unsafe {
             libc::fallocate(
-                self.file.as_raw_fd(),
+                self.0.file.as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                 off,
                 l,
@@ -302,38 +297,23 @@ impl ImageFile {
 
 impl Device for ImageFile {
     fn len(&self) -> u64 {
-        self.len
+        self.0.len
     }
 
     fn sector_size(&self) -> u32 {
-        self.sector_size
+        self.0.sector_size
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if !fits(offset, buf.len() as u64, self.len) {
-            return Err(past_end_read(offset, buf.len(), self.len));
-        }
-        self.file.read_exact_at(buf, offset)
+        self.0.read_at(buf, offset)
     }
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if !self.writable {
-            return Err(read_only_error());
-        }
-        // pwrite on a regular file would silently grow it; a disk cannot.
-        if !fits(offset, buf.len() as u64, self.len) {
-            return Err(past_end_write(offset, buf.len(), self.len));
-        }
-        self.file.write_all_at(buf, offset)
+        self.0.write_at(buf, offset)
     }
 
     fn zero_range(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        if !self.writable {
-            return Err(read_only_error());
-        }
-        if !fits(offset, len, self.len) {
-            return Err(past_end_write(offset, len as usize, self.len));
-        }
+        self.0.check_write(offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -347,7 +327,7 @@ impl Device for ImageFile {
                     Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL)
                 ) =>
             {
-                write_zeros(&self.file, offset, len)
+                write_zeros(&self.0.file, offset, len)
             }
             Err(e) => Err(e),
         }
@@ -355,7 +335,7 @@ impl Device for ImageFile {
 
     fn sync(&mut self) -> io::Result<()> {
         // The size never changes, so data (not metadata) is what matters.
-        self.file.sync_data()
+        self.0.file.sync_data()
     }
 }
 
@@ -375,12 +355,7 @@ const BLKGETSIZE64: libc::Ioctl = 0x8008_1272_u32 as libc::Ioctl;
 /// exclusivity, so dry-run can inspect a disk that is busy and report why
 /// `apply` would refuse it.
 #[derive(Debug)]
-pub struct BlockDevice {
-    file: File,
-    len: u64,
-    sector_size: u32,
-    writable: bool,
-}
+pub struct BlockDevice(DiskFile);
 
 impl BlockDevice {
     /// Open a block device.
@@ -418,12 +393,12 @@ impl BlockDevice {
             return Err(TargetError::Io(io::Error::last_os_error()));
         }
         let sector_size = u32::try_from(ssz).map_err(|_| TargetError::BadSectorSize(0))?;
-        Ok(BlockDevice {
+        Ok(BlockDevice(DiskFile {
             file,
             len,
             sector_size: check_sector_size(sector_size)?,
             writable: access == Access::ReadWrite,
-        })
+        }))
     }
 
     /// Ask the kernel to re-read the partition table (BLKRRPART), so that
@@ -431,7 +406,7 @@ impl BlockDevice {
     /// while a partition of the disk is in use.
     pub fn reread_partitions(&self) -> io::Result<()> {
         // SAFETY: BLKRRPART takes no argument.
-        if unsafe { libc::ioctl(self.file.as_raw_fd(), BLKRRPART) } == 0 {
+        if unsafe { libc::ioctl(self.0.file.as_raw_fd(), BLKRRPART) } == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
@@ -441,7 +416,7 @@ impl BlockDevice {
     fn blkzeroout(&self, offset: u64, len: u64) -> io::Result<()> {
         let range: [u64; 2] = [offset, len];
         // SAFETY: BLKZEROOUT reads two u64 through the pointer.
-        if unsafe { libc::ioctl(self.file.as_raw_fd(), BLKZEROOUT, range.as_ptr()) } == 0 {
+        if unsafe { libc::ioctl(self.0.file.as_raw_fd(), BLKZEROOUT, range.as_ptr()) } == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
@@ -455,48 +430,34 @@ impl Device for BlockDevice {
     }
 
     fn len(&self) -> u64 {
-        self.len
+        self.0.len
     }
 
     fn sector_size(&self) -> u32 {
-        self.sector_size
+        self.0.sector_size
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if !fits(offset, buf.len() as u64, self.len) {
-            return Err(past_end_read(offset, buf.len(), self.len));
-        }
-        self.file.read_exact_at(buf, offset)
+        self.0.read_at(buf, offset)
     }
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if !self.writable {
-            return Err(read_only_error());
-        }
-        if !fits(offset, buf.len() as u64, self.len) {
-            return Err(past_end_write(offset, buf.len(), self.len));
-        }
-        self.file.write_all_at(buf, offset)
+        self.0.write_at(buf, offset)
     }
 
     fn zero_range(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        if !self.writable {
-            return Err(read_only_error());
-        }
-        if !fits(offset, len, self.len) {
-            return Err(past_end_write(offset, len as usize, self.len));
-        }
+        self.0.check_write(offset, len)?;
         // BLKZEROOUT wants both ends on a logical-sector boundary: zero the
         // unaligned head and tail by hand and let the device do the middle.
-        let ss = u64::from(self.sector_size);
+        let ss = u64::from(self.0.sector_size);
         let end = offset + len;
         let mid_start = offset.div_ceil(ss) * ss;
         let mid_end = (end / ss) * ss;
         if mid_start >= mid_end {
-            return write_zeros(&self.file, offset, len);
+            return write_zeros(&self.0.file, offset, len);
         }
-        write_zeros(&self.file, offset, mid_start - offset)?;
-        write_zeros(&self.file, mid_end, end - mid_end)?;
+        write_zeros(&self.0.file, offset, mid_start - offset)?;
+        write_zeros(&self.0.file, mid_end, end - mid_end)?;
         match self.blkzeroout(mid_start, mid_end - mid_start) {
             Ok(()) => Ok(()),
             Err(e)
@@ -505,14 +466,50 @@ impl Device for BlockDevice {
                     Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::EINVAL)
                 ) =>
             {
-                write_zeros(&self.file, mid_start, mid_end - mid_start)
+                write_zeros(&self.0.file, mid_start, mid_end - mid_start)
             }
             Err(e) => Err(e),
         }
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_all()
+        self.0.file.sync_all()
+    }
+}
+
+/// What an image file and a block device share: an open file of fixed
+/// size whose reads and writes are checked against that size (pwrite on a
+/// regular file would silently grow it; a disk cannot) and against the
+/// access it was opened with.
+#[derive(Debug)]
+struct DiskFile {
+    file: File,
+    len: u64,
+    sector_size: u32,
+    writable: bool,
+}
+
+impl DiskFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if !fits(offset, buf.len() as u64, self.len) {
+            return Err(past_end_read(offset, buf.len(), self.len));
+        }
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.check_write(offset, buf.len() as u64)?;
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(read_only_error());
+        }
+        if !fits(offset, len, self.len) {
+            return Err(past_end_write(offset, len as usize, self.len));
+        }
+        Ok(())
     }
 }
 
