@@ -16,7 +16,7 @@ use crate::layout;
 use crate::mkfs::{self, FormatOptions, Holes};
 use crate::overlay::Overlay;
 use crate::raid::VolumeWriter;
-use crate::restore::{self, Expected, RestoreOptions};
+use crate::restore::{self, hex, Expected, RestoreOptions};
 use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
 use rplan_compiler::analyze::disks::stable_hash;
@@ -1433,10 +1433,6 @@ pub fn hash_range(
         progress(done);
     }
     Ok(hex(&h.finalize()))
-}
-
-fn hex(b: &[u8]) -> String {
-    rplan_compiler::analyze::artifacts::hex(b)
 }
 
 fn decode_sha(s: &str) -> Option<[u8; 32]> {

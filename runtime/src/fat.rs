@@ -302,6 +302,57 @@ impl TimeProvider for FixedTime {
     }
 }
 
+/// The fields of a FAT boot sector (BPB) that locate its areas.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BootSector {
+    pub bytes_per_sector: u64,
+    pub sectors_per_cluster: u64,
+    pub reserved: u64,
+    pub fats: u64,
+    pub root_entries: u64,
+    pub total_sectors: u64,
+    pub fat_sectors: u64,
+    /// FAT32: the root directory's first cluster.
+    pub root_cluster: u32,
+}
+
+impl BootSector {
+    /// Parse the first 48 bytes of a boot sector (`bs` must hold them).
+    pub(crate) fn parse(bs: &[u8]) -> Option<BootSector> {
+        let b = bs.get(..48)?;
+        let u16_at = |o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let either = |small: u64, large: u32| if small != 0 { small } else { u64::from(large) };
+        Some(BootSector {
+            bytes_per_sector: u16_at(11),
+            sectors_per_cluster: u64::from(b[13]),
+            reserved: u16_at(14),
+            fats: u64::from(b[16]),
+            root_entries: u16_at(17),
+            total_sectors: either(u16_at(19), u32_at(32)),
+            fat_sectors: either(u16_at(22), u32_at(36)),
+            root_cluster: u32_at(44),
+        })
+    }
+
+    /// Sectors of the FAT12/16 fixed root directory (0 on FAT32).
+    pub(crate) fn root_sectors(&self) -> u64 {
+        (self.root_entries * 32).div_ceil(self.bytes_per_sector.max(1))
+    }
+
+    /// The first sector of the data area.
+    pub(crate) fn first_data_sector(&self) -> u64 {
+        self.reserved + self.fats * self.fat_sectors + self.root_sectors()
+    }
+
+    /// Data clusters, which alone decide FAT12/16/32 (Microsoft's spec);
+    /// `None` when the data area would start past the end.
+    pub(crate) fn clusters(&self) -> Option<u64> {
+        let data = self.total_sectors.checked_sub(self.first_data_sector())?;
+        Some(data / self.sectors_per_cluster.max(1))
+    }
+}
+
 /// fatfs 0.3 (the newest release) writes a long-name entry in front of a
 /// new directory's `.` and `..` entries and points `..` at the FAT32 root's
 /// cluster instead of 0 (rafalh/rust-fatfs#117). fsck.fat and chkdsk treat
@@ -362,33 +413,14 @@ mod dot_entries {
             let mut bs = [0u8; 512];
             disk.seek(SeekFrom::Start(0))?;
             disk.read_exact(&mut bs)?;
-            let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
-            let u32_at =
-                |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
-            let bytes_per_sector = u16_at(11);
-            let sectors_per_cluster = u64::from(bs[13]);
-            let reserved = u16_at(14);
-            let fats = u64::from(bs[16]);
-            let root_entries = u16_at(17);
-            let total = if u16_at(19) != 0 {
-                u16_at(19)
-            } else {
-                u32_at(32)
-            };
-            let fat_size = if u16_at(22) != 0 {
-                u16_at(22)
-            } else {
-                u32_at(36)
-            };
+            let b = super::BootSector::parse(&bs).ok_or_else(|| invalid("short boot sector"))?;
+            let (bytes_per_sector, sectors_per_cluster) =
+                (b.bytes_per_sector, b.sectors_per_cluster);
             if bytes_per_sector == 0 || sectors_per_cluster == 0 {
                 return Err(invalid("zero sector or cluster size"));
             }
-            let root_sectors = (root_entries * SLOT as u64).div_ceil(bytes_per_sector);
-            let first_data = reserved + fats * fat_size + root_sectors;
-            let clusters = total
-                .checked_sub(first_data)
-                .ok_or_else(|| invalid("no data area"))?
-                / sectors_per_cluster;
+            let first_data = b.first_data_sector();
+            let clusters = b.clusters().ok_or_else(|| invalid("no data area"))?;
             // The same thresholds fatfs (and Microsoft's spec) use.
             let fat_bits = match clusters {
                 0..4085 => 12,
@@ -397,16 +429,16 @@ mod dot_entries {
             };
             let fixed_root = (fat_bits != 32).then(|| {
                 (
-                    (reserved + fats * fat_size) * bytes_per_sector,
-                    root_entries * SLOT as u64,
+                    (b.reserved + b.fats * b.fat_sectors) * bytes_per_sector,
+                    b.root_entries * SLOT as u64,
                 )
             });
             Ok(Geometry {
                 bytes_per_sector,
                 sectors_per_cluster,
-                fat_start: reserved * bytes_per_sector,
+                fat_start: b.reserved * bytes_per_sector,
                 fixed_root,
-                root_cluster: u32_at(44) as u32,
+                root_cluster: b.root_cluster,
                 data_start: first_data * bytes_per_sector,
                 clusters: u32::try_from(clusters).map_err(|_| invalid("too many clusters"))?,
                 fat_bits,

@@ -300,23 +300,9 @@ fn check_fat_clusters(file: &File, fs: Fs, len: u64) -> Result<(), MkfsError> {
     let mut bs = [0u8; 64];
     file.read_exact_at(&mut bs, 0)
         .map_err(io_err("reading the new boot sector"))?;
-    let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
-    let u32_at = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
-    let bytes_per_sector = u16_at(11);
-    let sectors_per_cluster = u64::from(bs[13]);
-    let total = if u16_at(19) != 0 {
-        u16_at(19)
-    } else {
-        u32_at(32)
-    };
-    let fat_size = if u16_at(22) != 0 {
-        u16_at(22)
-    } else {
-        u32_at(36)
-    };
-    let root_sectors = (u16_at(17) * 32).div_ceil(bytes_per_sector.max(1));
-    let meta = u16_at(14) + u64::from(bs[16]) * fat_size + root_sectors;
-    let clusters = total.saturating_sub(meta) / sectors_per_cluster.max(1);
+    let clusters = crate::fat::BootSector::parse(&bs)
+        .and_then(|b| b.clusters())
+        .unwrap_or(0);
     let (lo, hi) = match fs {
         Fs::Fat16 => (4085, 65524),
         _ => (65525, 0x0FFF_FFF4),

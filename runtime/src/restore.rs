@@ -95,9 +95,7 @@ pub enum RestoreError {
 }
 
 /// Lowercase hex, as sha256sum prints it.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use rplan_compiler::analyze::artifacts::hex;
 
 impl fmt::Display for RestoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
