@@ -7,23 +7,6 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const MIB: u64 = 1 << 20;
-
-fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let p = dir.join(name);
-    let f = std::fs::File::create(&p).unwrap();
-    f.set_len(size).unwrap();
-    p
-}
-
-fn sha(path: &Path) -> String {
-    tool("sha256sum", &[path.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
     let mut f = std::fs::File::open(path).unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();

@@ -6,16 +6,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-const MIB: u64 = 1 << 20;
-
-fn sha(path: &Path) -> String {
-    tool("sha256sum", &[path.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn plan(dir: &Path) -> PathBuf {
     let data: Vec<u8> = (0..3 * MIB as usize).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(dir.join("sys.img"), &data).unwrap();
@@ -31,12 +21,6 @@ stages:\n\x20\x20- {{ id: lkg, kind: last-known-good, actions: [ {{ run: [/bin/f
         ),
     )
     .unwrap();
-    p
-}
-
-fn image(dir: &Path, name: &str, len: u64) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p).unwrap().set_len(len).unwrap();
     p
 }
 

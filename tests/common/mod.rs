@@ -168,3 +168,21 @@ pub fn snapshot(name: &str, actual: &str) {
         "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
     );
 }
+
+pub const MIB: u64 = 1 << 20;
+
+/// A sparse file of `len` bytes: a blank disk image.
+pub fn image(dir: &Path, name: &str, len: u64) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+    p
+}
+
+/// sha256 of a file, by `sha256sum`.
+pub fn sha(path: &Path) -> String {
+    tool("sha256sum", &[path.to_str().unwrap()])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
