@@ -165,6 +165,8 @@ pub fn run(args: ApplyArgs) -> u8 {
         temp_dir: args.temp_dir,
         confirm,
         dry_run: None,
+        own_files: vec![("the plan".to_string(), args.plan.clone())],
+        color: color(),
         manual: Box::new(|text: &str| {
             ask(&format!(
                 "manual action: {text}\nPress Enter when done, or type `fail`: "
@@ -177,6 +179,11 @@ pub fn run(args: ApplyArgs) -> u8 {
     finish(&outcome, args.format, None)
 }
 
+/// Colour on a terminal, unless NO_COLOR (no-color.org) says otherwise.
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn observer(format: EventFormat) -> Box<dyn Observer> {
     match format {
         EventFormat::Json => Box::new(Json),
@@ -184,8 +191,15 @@ fn observer(format: EventFormat) -> Box<dyn Observer> {
     }
 }
 
-/// Print the outcome (and a dry-run's report) and pick the exit code.
-fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>) -> u8 {
+/// Print the outcome (and a dry-run's report) and pick the exit code. A
+/// refused or failed-to-start run has no report to print.
+fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> u8 {
+    let report = report.filter(|_| {
+        matches!(
+            outcome,
+            Outcome::Recovered { .. } | Outcome::AllFailed { .. }
+        )
+    });
     let (code, word, diags) = match outcome {
         Outcome::Recovered { diagnostics, .. } => (exit::OK, "recovered", diagnostics),
         Outcome::AllFailed { diagnostics } => (ALL_FAILED, "all-stages-failed", diagnostics),
@@ -203,7 +217,8 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>)
                 result["stage"] = serde_json::json!(stage);
             }
             if let Some(r) = report {
-                result["dry_run"] = serde_json::to_value(r).unwrap_or_default();
+                result["dry_run"] = serde_json::to_value(&r.report).unwrap_or_default();
+                result["dry_run"]["scenario"] = serde_json::json!(r.headline);
             }
             println!("{result}");
         }
@@ -217,10 +232,27 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>)
     code
 }
 
-fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
+/// A dry-run's report with the outcome it modelled.
+pub struct Scenario {
+    /// "worst case: every stage before `asr` fails", "`safe-mode` succeeds"…
+    headline: String,
+    report: DryRunReport,
+    color: bool,
+}
+
+fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
     use rplan_compiler::size::human_bytes;
     use std::fmt::Write as _;
-    let mut out = String::from("dry-run: nothing was written\n\ntimeline\n");
+    let r = &scenario.report;
+    let mut out = format!("dry-run ({}); nothing was written\n", scenario.headline);
+    for d in &r.disks {
+        let _ = write!(
+            out,
+            "\n{}",
+            rplan_runtime::preview::render(&d.preview, scenario.color)
+        );
+    }
+    out.push_str("\ntimeline\n");
     let mut stage = "";
     let mut at = 0_u64;
     for s in &r.steps {
@@ -255,15 +287,14 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
     for d in &r.disks {
         let _ = writeln!(
             out,
-            "\n{} = {}: {}",
-            d.disk,
-            d.target,
+            "\n{}: {}",
+            d.preview.disk,
             if d.changes.is_empty() {
                 "no change".to_string()
             } else if d.table_unchanged {
-                "table already in place".to_string()
+                "table already in place; bytes that would change:".to_string()
             } else {
-                "table would be written".to_string()
+                "table would be written; bytes that would change:".to_string()
             }
         );
         // One line per table area or partition: how much would change.
@@ -304,9 +335,14 @@ pub struct DryRunArgs {
     /// (read, never written).
     #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target)]
     targets: Vec<TargetArg>,
-    /// Simulate this stage failing (repeatable), to see the escalation path.
+    /// Simulate this stage failing (repeatable). Without --succeed, every
+    /// stage before ASR fails (the worst case: the restore runs).
     #[arg(long = "fail", value_name = "STAGE")]
     fail: Vec<String>,
+    /// Simulate this stage succeeding (and the ones before it failing): a
+    /// gentler outcome than the default worst case.
+    #[arg(long = "succeed", value_name = "STAGE")]
+    succeed: Option<String>,
     /// Simulate even if a target carries another disk's partition table.
     #[arg(long)]
     force: bool,
@@ -325,16 +361,27 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    for f in &args.fail {
-        if !plan.stages.iter().any(|s| &s.id == f) {
-            let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
+    let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
+    for (flag, f) in args
+        .fail
+        .iter()
+        .map(|f| ("--fail", f))
+        .chain(args.succeed.iter().map(|f| ("--succeed", f)))
+    {
+        if !ids.contains(&f.as_str()) {
             eprintln!(
-                "error: --fail {f}: the plan has no stage `{f}` (stages: {})",
+                "error: {flag} {f}: the plan has no stage `{}` (stages: {})",
+                rplan_runtime::preview::printable(f),
                 ids.join(", ")
             );
             return exit::USAGE;
         }
+        if flag == "--succeed" && args.fail.contains(f) {
+            eprintln!("error: stage `{f}` cannot both --fail and --succeed");
+            return exit::USAGE;
+        }
     }
+    let (failing, headline) = scenario(&plan, &args.fail, args.succeed.as_deref());
     let options = ApplyOptions {
         force: args.force,
         resume: false,
@@ -343,14 +390,72 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         temp_dir: args.temp_dir,
         confirm: None,
         manual: Box::new(|_| false),
-        dry_run: Some(args.fail),
+        dry_run: Some(failing),
+        own_files: vec![("the plan".to_string(), args.plan.clone())],
+        color: false,
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),
         EventFormat::Human => Box::new(Quiet),
     };
     let (outcome, report) = executor::dry_run(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, Some(&report))
+    let scenario = Scenario {
+        headline,
+        report,
+        color: std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    finish(&outcome, args.format, Some(&scenario))
+}
+
+/// Which stages fail in the simulation, and the sentence that says so.
+/// Default: the worst case, every stage before the ASR stage fails, so the
+/// restore runs. `--succeed S`: the stages before S fail, S succeeds.
+/// `--fail` adds stages that fail in any case.
+fn scenario(plan: &CompiledPlan, fail: &[String], succeed: Option<&str>) -> (Vec<String>, String) {
+    use rplan_compiler::model::StageKind;
+    let until = succeed.or_else(|| {
+        plan.stages
+            .iter()
+            .find(|s| s.kind == StageKind::Asr)
+            .map(|s| s.id.as_str())
+    });
+    let mut failing: Vec<String> = plan
+        .stages
+        .iter()
+        .map(|s| s.id.clone())
+        .take_while(|id| Some(id.as_str()) != until)
+        .collect();
+    for f in fail {
+        if !failing.contains(f) {
+            failing.push(f.clone());
+        }
+    }
+    let before = |stage: &str| {
+        plan.stages
+            .iter()
+            .take_while(|s| s.id != stage)
+            .map(|s| format!("`{}`", s.id))
+            .collect::<Vec<_>>()
+    };
+    let headline = match (succeed, until) {
+        (Some(s), _) => format!("modelled: `{s}` succeeds"),
+        (None, Some(asr)) if before(asr).is_empty() => {
+            format!("worst case: the ladder starts with `{asr}`")
+        }
+        (None, Some(asr)) => format!(
+            "worst case: {} fail{}, so `{asr}` runs; --succeed STAGE models a gentler outcome",
+            before(asr).join(", "),
+            if before(asr).len() == 1 { "s" } else { "" }
+        ),
+        (None, None) => "no ASR stage: every stage fails".to_string(),
+    };
+    let headline = if fail.is_empty() {
+        headline
+    } else {
+        format!("{headline}; --fail {}", fail.join(", "))
+    };
+    (failing, headline)
 }
 
 /// A dry-run's human output is its report; the step-by-step events would

@@ -205,6 +205,12 @@ pub mod codes {
     pub const UNKNOWN_TARGET: &str = "RP0708";
     pub const SECTOR_MISMATCH: &str = "RP0709";
     pub const JOURNAL_MISMATCH: &str = "RP0710";
+    /// A target holds a filesystem, swap, RAID/LVM/LDM signature or
+    /// partition table that is not the plan's own disk.
+    pub const NOT_BLANK: &str = "RP0720";
+    /// A target is one of the plan's own files (an artifact, the plan, the
+    /// compiled plan, the journal) or another target.
+    pub const TARGET_IS_OWN_FILE: &str = "RP0721";
 
     // 08 — runtime failures
     pub const IO_FAILED: &str = "RP0801";

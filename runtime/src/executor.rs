@@ -11,10 +11,12 @@
 //! depends on it (the seed: ASR restores at least the disks needed to boot).
 
 use crate::events::{Event, Observer, Throttle};
+use crate::inspect::{self, Inspection};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
 use crate::mkfs::{self, FormatOptions, Holes};
 use crate::overlay::Overlay;
+use crate::preview::{self, DiskPreview, Reach};
 use crate::raid::VolumeWriter;
 use crate::restore::{self, hex, Expected, RestoreOptions};
 use crate::table;
@@ -57,11 +59,16 @@ pub struct ApplyOptions {
     pub manual: Ask,
     /// Simulate instead (dry-run): `Some(ids of the stages to fail)`.
     pub dry_run: Option<Vec<String>>,
+    /// The plan's own files besides its artifacts (the plan, the compiled
+    /// plan), each with what it is: no target may be one of them.
+    pub own_files: Vec<(String, PathBuf)>,
+    /// Colour in the confirmation's summary (a terminal, no NO_COLOR).
+    pub color: bool,
 }
 
 /// What a dry-run found: the path up the ladder, the steps with their
 /// estimates, and what would change on each target.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct DryRunReport {
     pub steps: Vec<SimStep>,
     pub disks: Vec<SimDisk>,
@@ -69,7 +76,7 @@ pub struct DryRunReport {
     pub rto_estimate_s: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SimStep {
     pub stage: String,
     pub step: String,
@@ -79,16 +86,18 @@ pub struct SimStep {
     pub estimate_s: u64,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct SimDisk {
-    pub disk: String,
-    pub target: String,
+    /// Before → after: what is there now, what the plan makes of it.
+    #[serde(flatten)]
+    pub preview: DiskPreview,
     /// The target already carries exactly the plan's table.
     pub table_unchanged: bool,
+    /// The byte ranges the simulation changed.
     pub changes: Vec<SimChange>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct SimChange {
     pub start: u64,
     pub len: u64,
@@ -117,6 +126,43 @@ struct Target {
     device: Box<dyn Device>,
     /// The disk already carried exactly the plan's table when we opened it.
     table_matched: bool,
+    /// What was on it when we opened it.
+    found: Inspection,
+}
+
+impl Target {
+    /// Signatures to erase (as `wipefs` would: their magic bytes only)
+    /// when this disk's table is replaced: whole-disk filesystems, swap,
+    /// RAID/LDM headers, and a table of the other kind, which the new table
+    /// would not overwrite (a GPT's headers under a new MBR).
+    fn stale_magic(&self, spec: &table::TableSpec) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = self
+            .found
+            .signatures
+            .iter()
+            .flat_map(|s| s.magic.iter().copied())
+            .collect();
+        if let Some(t) = &self.found.table {
+            let same_kind = matches!(
+                (t.raw, spec.kind),
+                (
+                    Some(table::TableKind::Mbr { .. }),
+                    table::TableKind::Mbr { .. }
+                ) | (
+                    Some(table::TableKind::Gpt { .. }),
+                    table::TableKind::Gpt { .. }
+                )
+            );
+            if !same_kind {
+                out.extend(t.magic.iter().copied());
+            }
+        }
+        let len = self.device.len();
+        out.retain(|&(at, n)| at.checked_add(n).is_some_and(|end| end <= len));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Check the compiled plan's artifacts still hash to what it says: a
@@ -199,6 +245,17 @@ fn prepare(
             });
         }
     }
+    let own_files = own_files(plan, opts);
+    let named: Vec<(String, PathBuf)> = targets
+        .iter()
+        .map(|t| (t.disk.clone(), t.path.clone()))
+        .collect();
+    let overlapping = crate::identity::check(&named, &own_files);
+    if !overlapping.is_empty() {
+        return Err(Outcome::Refused {
+            diagnostics: overlapping,
+        });
+    }
     let mut opened: Vec<Option<Target>> = Vec::new();
     for (di, disk) in plan.disks.iter().enumerate() {
         let Some(t) = targets.iter().find(|t| t.disk == disk.id) else {
@@ -235,11 +292,27 @@ fn prepare(
         .map(|t| (t.disk.clone(), t.path.display().to_string()))
         .collect();
     if let Some(confirm) = opts.confirm.as_mut().filter(|_| !simulate) {
-        let list: Vec<String> = pairs.iter().map(|(d, p)| format!("  {d} = {p}")).collect();
+        let summaries: Vec<String> = plan
+            .disks
+            .iter()
+            .zip(&opened)
+            .filter_map(|(disk, t)| {
+                let t = t.as_ref()?;
+                let p = preview::preview(
+                    plan,
+                    disk,
+                    &t.path.display().to_string(),
+                    &t.found,
+                    t.table_matched,
+                    Reach::Worst,
+                );
+                Some(preview::render(&p, opts.color))
+            })
+            .collect();
         let question = format!(
-            "rplan will try the stages of `{}` in order; its ASR stage overwrites the partition tables and partitions of:\n{}\n",
-            plan.name,
-            list.join("\n")
+            "rplan will try the stages of `{}` in order; if it comes to ASR, it overwrites the partition tables and partitions of these disks:\n\n{}\n",
+            preview::printable(&plan.name),
+            summaries.join("\n")
         );
         if !confirm(&question) {
             return Err(Outcome::Refused {
@@ -366,6 +439,26 @@ fn execute(
     (outcome, report)
 }
 
+/// Every file of the plan's that a target must not be: its artifacts, the
+/// files the caller names (plan, compiled plan) and, when applying, the
+/// journal.
+fn own_files(plan: &CompiledPlan, opts: &ApplyOptions) -> Vec<(String, PathBuf)> {
+    let mut own = opts.own_files.clone();
+    own.extend(plan.artifacts.iter().map(|a| {
+        (
+            format!("backup artifact `{}`", a.id),
+            PathBuf::from(&a.path),
+        )
+    }));
+    if opts.dry_run.is_none() {
+        own.push((
+            "the journal".to_string(),
+            Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash),
+        ));
+    }
+    own
+}
+
 /// Open one target exclusively and check it; every refusal is collected.
 /// `overlay`: `Some(scratch dir)` for a dry-run, which opens the target
 /// read-only and puts an [`Overlay`] over it.
@@ -441,25 +534,19 @@ fn open_checked(
     let spec = layout::table_spec(disk, device.len());
     let table_matched =
         problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
+    let found = match inspect::inspect(device.as_ref(), path) {
+        Ok(found) => found,
+        Err(e) => {
+            return Err(vec![Diagnostic::error(
+                codes::IO_FAILED,
+                "",
+                format!("cannot read target {name} to see what is on it: {e}"),
+            )])
+        }
+    };
     if !table_matched && !force {
-        match table::read_table(device.as_ref()) {
-            Ok(None) => {}
-            Ok(Some(existing)) => {
-                if existing.kind != spec.kind {
-                    let show = |k: &table::TableKind| match k {
-                        table::TableKind::Mbr { signature } => format!("an MBR table with signature 0x{signature:08x}"),
-                        table::TableKind::Gpt { disk_guid } => format!("a GPT table with disk GUID {disk_guid}"),
-                    };
-                    problems.push(
-                        Diagnostic::error(codes::SIGNATURE_MISMATCH, "", format!("target {name} carries {}, the plan's disk has {}: is this the right disk?", show(&existing.kind), show(&spec.kind)))
-                            .help("check the target; if it really is to be overwritten, pass --force"),
-                    );
-                }
-            }
-            Err(e) => problems.push(
-                Diagnostic::error(codes::SIGNATURE_MISMATCH, "", format!("target {name} holds something that looks like a damaged partition table: {e}"))
-                    .help("check the target; if it really is to be overwritten, pass --force"),
-            ),
+        if let Some(refusal) = refuse_foreign(&name, &found, &spec) {
+            problems.push(refusal);
         }
     }
     let device = match overlay {
@@ -480,10 +567,50 @@ fn open_checked(
             path: path.to_path_buf(),
             device,
             table_matched,
+            found,
         })
     } else {
         Err(problems)
     }
+}
+
+/// A target is fine to write when it is blank (inspection found nothing)
+/// or carries this plan's own disk identity; anything else is refused,
+/// naming what is there.
+fn refuse_foreign(name: &str, found: &Inspection, spec: &table::TableSpec) -> Option<Diagnostic> {
+    let own = found
+        .table
+        .as_ref()
+        .is_some_and(|t| t.raw == Some(spec.kind));
+    if own || found.is_blank() {
+        return None;
+    }
+    let plan_disk = match spec.kind {
+        table::TableKind::Mbr { signature } => format!("MBR disk 0x{signature:08x}"),
+        table::TableKind::Gpt { disk_guid } => format!("GPT disk {disk_guid}"),
+    };
+    let list: Vec<String> = found
+        .findings()
+        .iter()
+        .map(|f| format!("\n    {}", preview::printable(f)))
+        .collect();
+    let code = if found.table.is_some() {
+        codes::SIGNATURE_MISMATCH
+    } else {
+        codes::NOT_BLANK
+    };
+    Some(
+        Diagnostic::error(
+            code,
+            "",
+            format!(
+                "target {} is not blank and not the plan's {plan_disk}; it holds:{}",
+                preview::printable(name),
+                list.concat()
+            ),
+        )
+        .help("is this the right disk? To overwrite it anyway pass --force; `rplan dry-run` shows what would be destroyed"),
+    )
 }
 
 struct Run<'a> {
@@ -705,7 +832,7 @@ impl Run<'_> {
             self.reports.push(Diagnostic::error(
                 codes::COMMAND_FAILED,
                 "",
-                format!("stage `{}` fails in this simulation (--fail)", stage.id),
+                format!("stage `{}` fails in this simulation", stage.id),
             ));
             return Ok(false);
         }
@@ -719,17 +846,41 @@ impl Run<'_> {
             outcome,
             message,
         });
+        let (estimate_s, description) = self
+            .on_this_target(step)
+            .unwrap_or_else(|| (step.estimate_s, step.description.clone()));
         self.timeline.push(SimStep {
             stage: stage.id.clone(),
             step: step.id.clone(),
-            description: step.description.clone(),
+            description,
             outcome: outcome.to_string(),
-            estimate_s: if outcome == "skipped" {
-                0
-            } else {
-                step.estimate_s
-            },
+            estimate_s: if outcome == "skipped" { 0 } else { estimate_s },
         });
+    }
+
+    /// A format step's estimate and description for the real target: the
+    /// compiled plan only knows a `rest` partition's size on the smallest
+    /// disk the plan fits.
+    fn on_this_target(&self, step: &CStep) -> Option<(u64, String)> {
+        if step.kind != StepKind::Format {
+            return None;
+        }
+        let (d, p) = (step.disk.as_deref()?, step.partition.as_deref()?);
+        let di = self.plan.disks.iter().position(|x| x.id == d)?;
+        let disk = &self.plan.disks[di];
+        let part = disk.partition(p)?;
+        if part.size.is_some() {
+            return None;
+        }
+        let len = self.targets.get(di)?.as_ref()?.device.len();
+        let (_, capacity) = layout::extent(disk, part, len);
+        let fs = format!("{:?}", part.content.as_ref()?.format.as_ref()?.fs).to_lowercase();
+        // The compiler's estimate for a format: 5 s plus writing 1/256 of it.
+        let estimate = 5 + (capacity / 256).div_ceil(self.plan.throughput.max(1));
+        Some((
+            estimate,
+            format!("make {fs} on {d}/{p} ({})", inspect::approx_bytes(capacity)),
+        ))
     }
 
     /// What the run did, for a dry-run's report: the timeline and, per
@@ -746,10 +897,14 @@ impl Run<'_> {
             let len = t.device.len();
             let spec = layout::table_spec(disk, len);
             let areas = table::table_areas(&spec, len);
+            let stale = t.stale_magic(&spec);
             let within = |start: u64, n: u64| {
                 let inside = |(s, l): (u64, u64)| start >= s && start + n <= s + l;
                 if areas.iter().any(|&a| inside(a)) {
                     return "partition table".to_string();
+                }
+                if stale.iter().any(|&a| inside(a)) {
+                    return "old signatures".to_string();
                 }
                 disk.partitions
                     .iter()
@@ -760,14 +915,18 @@ impl Run<'_> {
                     )
             };
             // Split written ranges at table-area and partition boundaries.
-            let mut cuts: Vec<u64> = areas.iter().flat_map(|&(s, l)| [s, s + l]).collect();
+            let mut cuts: Vec<u64> = areas
+                .iter()
+                .chain(&stale)
+                .flat_map(|&(s, l)| [s, s + l])
+                .collect();
             for p in &disk.partitions {
                 let (s, l) = layout::extent(disk, p, len);
                 cuts.extend([s, s + l]);
             }
             cuts.sort_unstable();
             let mut changes: Vec<SimChange> = Vec::new();
-            for (start, n) in ranges {
+            for &(start, n) in &ranges {
                 let mut at = start;
                 let end = start + n;
                 for &c in cuts
@@ -789,9 +948,28 @@ impl Run<'_> {
                     at = c;
                 }
             }
+            // The ASR stage reached this disk when its table step ran.
+            let reached = self.timeline.iter().any(|s| {
+                matches!(s.outcome.as_str(), "ok" | "unchanged")
+                    && self.plan.step(&s.step).is_some_and(|(_, st)| {
+                        st.kind == StepKind::WriteTable && st.disk.as_deref() == Some(&disk.id)
+                    })
+            });
+            let reach = if reached {
+                Reach::Wrote(&ranges)
+            } else {
+                Reach::Untouched
+            };
+            let preview = preview::preview(
+                self.plan,
+                disk,
+                &t.path.display().to_string(),
+                &t.found,
+                t.table_matched,
+                reach,
+            );
             disks.push(SimDisk {
-                disk: disk.id.clone(),
-                target: t.path.display().to_string(),
+                preview,
                 table_unchanged: t.table_matched,
                 changes,
             });
@@ -838,7 +1016,7 @@ impl Run<'_> {
                     .as_ref()
                     .is_some_and(|f| f.iter().any(|x| x == stage));
                 if fail {
-                    Err((codes::COMMAND_FAILED, "fails in this simulation (--fail)").into())
+                    Err((codes::COMMAND_FAILED, "fails in this simulation").into())
                 } else {
                     Ok(StepOk::Done { fingerprint: None })
                 }
@@ -913,7 +1091,7 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::ClearSignatures => {
-                let (disk, t, _, matches) = self.disk_table(step)?;
+                let (disk, t, spec, matches) = self.disk_table(step)?;
                 if matches {
                     // The disk is already ours: its partitions hold restored data.
                     return Ok(StepOk::Unchanged { fingerprint: None });
@@ -925,6 +1103,13 @@ impl Run<'_> {
                     .collect();
                 table::clear_signatures(t.device.as_mut(), &ranges)
                     .map_err(|e| (codes::IO_FAILED, e))?;
+                // What inspection found on the disk being replaced and the new
+                // table will not cover: erased as wipefs would, magic only.
+                for (at, n) in t.stale_magic(&spec) {
+                    t.device
+                        .zero_range(at, n)
+                        .map_err(|e| (codes::IO_FAILED, e))?;
+                }
                 t.device.sync().map_err(|e| (codes::IO_FAILED, e))?;
                 Ok(StepOk::Done { fingerprint: None })
             }

@@ -13,10 +13,13 @@
 pub mod events;
 pub mod executor;
 pub mod fat;
+pub mod identity;
+pub mod inspect;
 pub mod journal;
 pub mod layout;
 pub mod mkfs;
 pub mod overlay;
+pub mod preview;
 pub mod process;
 pub mod raid;
 pub mod restore;

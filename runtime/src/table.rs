@@ -755,6 +755,24 @@ pub fn read_table(dev: &dyn Device) -> Result<Option<ExistingTable>, TableError>
     read_mbr(dev, &header, signature).map(Some)
 }
 
+/// A GPT whose protective MBR is gone (LBA 0 wiped or overwritten): gdisk
+/// and wipefs still find it by its primary (LBA 1) or backup (last LBA)
+/// header, and so does rplan, so that such a disk never counts as blank.
+pub fn read_headerless_gpt(dev: &dyn Device) -> Option<ExistingTable> {
+    let ss = u64::from(dev.sector_size());
+    let last = (dev.len() / ss).checked_sub(1)?;
+    let has_header = |lba: u64| {
+        let mut magic = [0u8; 8];
+        lba.checked_mul(ss)
+            .is_some_and(|at| dev.read_at(&mut magic, at).is_ok())
+            && &magic == b"EFI PART"
+    };
+    if !has_header(1) && !has_header(last) {
+        return None;
+    }
+    read_gpt(dev).ok()
+}
+
 /// One raw MBR/EBR entry.
 struct RawEntry {
     boot: u8,
