@@ -218,7 +218,6 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> 
             }
             if let Some(r) = report {
                 result["dry_run"] = serde_json::to_value(&r.report).unwrap_or_default();
-                result["dry_run"]["scenario"] = serde_json::json!(r.headline);
             }
             println!("{result}");
         }
@@ -232,10 +231,8 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> 
     code
 }
 
-/// A dry-run's report with the outcome it modelled.
+/// A dry-run's report, and whether to colour it.
 pub struct Scenario {
-    /// "worst case: every stage before `asr` fails", "`safe-mode` succeeds"…
-    headline: String,
     report: DryRunReport,
     color: bool,
 }
@@ -244,7 +241,7 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
     use rplan_compiler::size::human_bytes;
     use std::fmt::Write as _;
     let r = &scenario.report;
-    let mut out = format!("dry-run ({}); nothing was written\n", scenario.headline);
+    let mut out = format!("dry-run ({}); nothing was written\n", r.scenario);
     for d in &r.disks {
         let _ = write!(
             out,
@@ -398,9 +395,9 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         EventFormat::Json => Box::new(Json),
         EventFormat::Human => Box::new(Quiet),
     };
-    let (outcome, report) = executor::dry_run(&plan, &args.targets, options, observer.as_mut());
+    let (outcome, mut report) = executor::dry_run(&plan, &args.targets, options, observer.as_mut());
+    report.scenario = headline;
     let scenario = Scenario {
-        headline,
         report,
         color: std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),

@@ -3,6 +3,7 @@
 //! No plan logic lives here.
 
 mod apply;
+mod inspect;
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -81,6 +82,8 @@ enum Command {
     DryRun(apply::DryRunArgs),
     /// Carry out a plan on targets: stages in order until one succeeds.
     Apply(apply::ApplyArgs),
+    /// Show what is on disks or images now: tables, filesystems, signatures.
+    Inspect(inspect::InspectArgs),
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
@@ -105,6 +108,8 @@ enum SchemaKind {
     Plan,
     Rules,
     Compiled,
+    /// The report in `rplan dry-run --format json`'s result line.
+    DryRun,
 }
 
 fn parse_throughput(s: &str) -> Result<u64, String> {
@@ -148,11 +153,13 @@ fn main() -> ExitCode {
         Command::Rules { rules, format } => print_rules(&rules, format),
         Command::Apply(args) => apply::run(args),
         Command::DryRun(args) => apply::dry_run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),
                 SchemaKind::Rules => rplan_compiler::rules::rules_schema(),
                 SchemaKind::Compiled => rplan_compiler::compiled::compiled_schema(),
+                SchemaKind::DryRun => rplan_runtime::executor::dry_run_schema(),
             };
             print!("{}", rplan_compiler::schema::to_text(&schema));
             exit::OK

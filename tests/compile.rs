@@ -7,7 +7,7 @@ const EXAMPLES: [&str; 3] = ["workstation-mbr", "gpt-workstation", "server-mirro
 
 #[test]
 fn committed_schemas_match_the_code() {
-    for kind in ["plan", "rules", "compiled"] {
+    for kind in ["plan", "rules", "compiled", "dry-run"] {
         let run = Rplan::new().args(["schema", kind]).run().code(0);
         let committed =
             std::fs::read_to_string(root().join(format!("schemas/{kind}.schema.json"))).unwrap();

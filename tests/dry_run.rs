@@ -117,7 +117,8 @@ fn dry_run_shows_the_escalation_path_and_refuses_like_apply() {
     let dir = tempfile::tempdir().unwrap();
     let p = plan(dir.path());
     let img = image(dir.path(), "d0.img", 64 * MIB);
-    // Nothing fails: Last Known Good "works", ASR is not reached.
+    // By default the worst case: every stage before ASR fails, and the
+    // first line says so.
     let run = Rplan::new()
         .args([
             "dry-run",
@@ -127,13 +128,46 @@ fn dry_run_shows_the_escalation_path_and_refuses_like_apply() {
         ])
         .run()
         .code(0);
+    let first = run.stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("worst case") && first.contains("`lkg` fails, so `asr` runs"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("escalation: recovered by stage asr"),
+        "{}",
+        run.stdout
+    );
+    // --succeed models a gentler outcome: Last Known Good works, ASR is
+    // not reached, nothing on the disk changes.
+    let run = Rplan::new()
+        .args([
+            "dry-run",
+            p.to_str().unwrap(),
+            "--target",
+            &format!("d0={}", img.display()),
+            "--succeed",
+            "lkg",
+        ])
+        .run()
+        .code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("`lkg` succeeds"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("escalation: recovered by stage lkg"),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout.contains("d0 = ") && run.stdout.contains("no change"),
+        run.stdout.contains("d0: no change") && !run.stdout.contains("will destroy"),
         "{}",
         run.stdout
     );
@@ -169,6 +203,11 @@ fn dry_run_shows_the_escalation_path_and_refuses_like_apply() {
         .run()
         .code(4);
     assert!(run.stderr.contains("RP0702"), "{}", run.stderr);
+    assert!(
+        run.stdout.is_empty(),
+        "a refused dry-run printed a report: {}",
+        run.stdout
+    );
     // An unknown stage for --fail is a usage error.
     Rplan::new()
         .args([

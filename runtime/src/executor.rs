@@ -70,6 +70,10 @@ pub struct ApplyOptions {
 /// estimates, and what would change on each target.
 #[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct DryRunReport {
+    /// The outcome modelled: "worst case: … fail, so `asr` runs" or
+    /// "modelled: `safe-mode` succeeds".
+    #[serde(default)]
+    pub scenario: String,
     pub steps: Vec<SimStep>,
     pub disks: Vec<SimDisk>,
     /// Sum of the estimates of the steps on the simulated path.
@@ -142,6 +146,12 @@ impl Target {
             .iter()
             .flat_map(|s| s.magic.iter().copied())
             .collect();
+        // A filesystem made on the bare disk has its boot sector where an
+        // MBR keeps boot code, which the table writer would otherwise keep:
+        // its BPB would still read as that filesystem.
+        if self.found.signatures.iter().any(|s| s.at_lba0()) {
+            out.push((0, 440));
+        }
         if let Some(t) = &self.found.table {
             let same_kind = matches!(
                 (t.raw, spec.kind),
@@ -163,6 +173,12 @@ impl Target {
         out.dedup();
         out
     }
+}
+
+/// The JSON Schema of a dry-run's report (`dry_run` in the result line of
+/// `rplan dry-run --format json`).
+pub fn dry_run_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(DryRunReport)).unwrap_or_default()
 }
 
 /// Check the compiled plan's artifacts still hash to what it says: a
@@ -975,6 +991,7 @@ impl Run<'_> {
             });
         }
         DryRunReport {
+            scenario: String::new(),
             rto_estimate_s: self.timeline.iter().map(|s| s.estimate_s).sum(),
             steps: self.timeline.clone(),
             disks,

@@ -49,7 +49,7 @@ pub struct BeforeItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used: Option<u64>,
     /// The plan's partitions that take its place.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced_by: Vec<String>,
 }
 
@@ -66,7 +66,7 @@ pub struct AfterItem {
     /// On the real target (`rest` resolved).
     pub size: u64,
     pub r#type: String,
-    /// What goes into it: `image system-image (16 MiB)`, `new ntfs `DATA``…
+    /// What goes into it: `restore system-image (16 MiB)`, `format ntfs `DATA``…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
@@ -302,7 +302,7 @@ fn type_matches(p: &CPartition, found: &str) -> bool {
     }
 }
 
-/// `image system-image (16 MiB)`, `new ntfs `DATA``, `new fat32 + 2 files`.
+/// `restore system-image (16 MiB)`, `format ntfs `DATA``, `format fat32 + 2 files`.
 pub fn describe_content(plan: &CompiledPlan, c: &Content) -> String {
     let mut parts = Vec::new();
     if let Some(image) = &c.image {
@@ -311,13 +311,13 @@ pub fn describe_content(plan: &CompiledPlan, c: &Content) -> String {
             .and_then(|a| a.size)
             .map(|s| format!(" ({})", approx_bytes(s)))
             .unwrap_or_default();
-        parts.push(format!("image {image}{size}"));
+        parts.push(format!("restore {image}{size}"));
     }
     if let Some(f) = &c.format {
         let fs = format!("{:?}", f.fs).to_lowercase();
         match &f.label {
-            Some(l) => parts.push(format!("new {fs} `{l}`")),
-            None => parts.push(format!("new {fs}")),
+            Some(l) => parts.push(format!("format {fs} `{l}`")),
+            None => parts.push(format!("format {fs}")),
         }
     }
     if !c.files.is_empty() {
@@ -343,7 +343,9 @@ pub fn render(p: &DiskPreview, red: bool) -> String {
         approx_bytes(p.size)
     );
     if p.before.is_empty() {
-        let _ = writeln!(out, "  before: blank (no partition table, no signature)");
+        let _ = writeln!(out, "  now: blank (no partition table, no signature)");
+    } else {
+        let _ = writeln!(out, "  now:");
     }
     for b in &p.before {
         let what = match (b.what.as_str(), b.number) {
@@ -376,7 +378,16 @@ pub fn render(p: &DiskPreview, red: bool) -> String {
         } else {
             format!("  → inside new {}", quoted(&b.replaced_by))
         };
-        let _ = writeln!(out, "  {} {what:<12} {desc}{size}{at}{replaced}", b.change);
+        let _ = writeln!(
+            out,
+            "    {} {what:<12} {desc}{size}{at}{replaced}",
+            b.change
+        );
+    }
+    if p.after.is_empty() {
+        let _ = writeln!(out, "  after: as now (the plan does not reach this disk)");
+    } else {
+        let _ = writeln!(out, "  after:");
     }
     for a in &p.after {
         let what = if a.what == "table" {
@@ -388,14 +399,14 @@ pub fn render(p: &DiskPreview, red: bool) -> String {
             a.r#type.clone()
         } else {
             format!(
-                "{}  {} at {}  type {}",
+                "{}  {} at {}, type {}",
                 a.content.as_deref().unwrap_or("no content"),
                 approx_bytes(a.size),
                 approx_bytes(a.start),
                 a.r#type
             )
         };
-        let _ = writeln!(out, "  {} {:<12} {}", a.change, printable(&what), line);
+        let _ = writeln!(out, "    {} {:<12} {}", a.change, printable(&what), line);
     }
     if !p.destroyed.is_empty() {
         let list: Vec<String> = p

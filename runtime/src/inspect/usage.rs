@@ -1,7 +1,8 @@
 //! Space in use inside a filesystem, where it is cheap to know: the ext2/3/4
-//! superblock counts free blocks, and a FAT's free-cluster count comes from
-//! its FSInfo or one pass over the FAT (through `fatfs`). NTFS keeps it in
-//! the `$Bitmap` file, which needs an NTFS reader: not counted (yet).
+//! superblock counts free blocks, a FAT's free-cluster count comes from its
+//! FSInfo or one pass over the FAT (through `fatfs`), and NTFS's allocated
+//! clusters are the set bits of its `$Bitmap` file (read through the `ntfs`
+//! crate: one bit per cluster, 32 KiB per GiB of volume).
 
 use crate::target::{Device, RegionReader};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -11,6 +12,7 @@ pub fn used_bytes(dev: &dyn Device, start: u64, len: u64, kind: &str) -> Option<
     match kind {
         "ext2" | "ext3" | "ext4" => ext_used(dev, start),
         "vfat" => fat_used(dev, start, len),
+        "ntfs" => ntfs_used(dev, start, len),
         _ => None,
     }
 }
@@ -66,4 +68,33 @@ fn fat_used(dev: &dyn Device, start: u64, len: u64) -> Option<u64> {
     // Dropping `fs` may try to write its FSInfo back: ReadOnly refuses, and
     // fatfs ignores that on unmount.
     used.checked_mul(u64::from(stats.cluster_size()))
+}
+
+fn ntfs_used(dev: &dyn Device, start: u64, len: u64) -> Option<u64> {
+    use ntfs::{KnownNtfsFileRecordNumber, Ntfs};
+    let mut region = RegionReader::new(dev, start, len).ok()?;
+    let fs = Ntfs::new(&mut region).ok()?;
+    let bitmap = fs
+        .file(&mut region, KnownNtfsFileRecordNumber::Bitmap as u64)
+        .ok()?;
+    let item = bitmap.data(&mut region, "")?.ok()?;
+    let attribute = item.to_attribute().ok()?;
+    let mut value = attribute.value(&mut region).ok()?.attach(&mut region);
+    let cluster = u64::from(fs.cluster_size());
+    let clusters = fs.size() / cluster;
+    // A damaged $Bitmap must not make us read forever: one bit per cluster.
+    let mut bits = Vec::new();
+    (&mut value)
+        .take(clusters.div_ceil(8))
+        .read_to_end(&mut bits)
+        .ok()?;
+    let mut used: u64 = bits.iter().map(|b| u64::from(b.count_ones())).sum();
+    // Bits past the last cluster (the bitmap is padded) are not space.
+    let spare = (bits.len() as u64 * 8).saturating_sub(clusters);
+    if spare > 0 {
+        if let Some(last) = bits.last() {
+            used -= u64::from((last >> (8 - spare)).count_ones());
+        }
+    }
+    used.checked_mul(cluster)
 }
