@@ -544,25 +544,34 @@ impl Run<'_> {
                 stage: &stage.id,
                 kind: stage.kind.name(),
             });
-            let ok = match self.stage(stage) {
-                Ok(ok) => ok,
-                Err(d) => {
-                    return Outcome::Usage {
-                        diagnostics: vec![d],
+            // A resumed run keeps what the interrupted one recorded: a stage
+            // that had failed is not tried again (its probe might pass now,
+            // over a half-done ASR).
+            let recorded = self.recorded_stage(stage);
+            let ok = match recorded {
+                Some(ok) => ok,
+                None => match self.stage(stage) {
+                    Ok(ok) => ok,
+                    Err(d) => {
+                        return Outcome::Usage {
+                            diagnostics: vec![d],
+                        }
                     }
-                }
+                },
             };
             self.obs.event(&Event::StageFinished {
                 stage: &stage.id,
                 ok,
             });
-            if let Err(d) = self.journal(Record::StageDone {
-                stage: stage.id.clone(),
-                ok,
-            }) {
-                return Outcome::Usage {
-                    diagnostics: vec![d],
-                };
+            if recorded.is_none() {
+                if let Err(d) = self.journal(Record::StageDone {
+                    stage: stage.id.clone(),
+                    ok,
+                }) {
+                    return Outcome::Usage {
+                        diagnostics: vec![d],
+                    };
+                }
             }
             if ok {
                 // What failed on the way up the ladder is history now.
@@ -625,20 +634,25 @@ impl Run<'_> {
                 ));
                 return Ok(false);
             }
-            if self.resuming
-                && matches!(
-                    step.kind,
-                    StepKind::Run | StepKind::Manual | StepKind::Probe
-                )
-                && self.journal.done(&step.id).is_some()
-            {
-                self.finished(
-                    stage,
-                    step,
-                    "unchanged",
-                    Some("done before the interruption"),
-                );
-                continue;
+            match self.recorded_command(step) {
+                Some(Ok(())) => {
+                    self.finished(
+                        stage,
+                        step,
+                        "unchanged",
+                        Some("done before the interruption"),
+                    );
+                    continue;
+                }
+                Some(Err(d)) => {
+                    self.finished(stage, step, "failed", Some(&d.message));
+                    failed.insert(&step.id);
+                    if self.step_failed(step, d) {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                None => {}
             }
             self.obs.event(&Event::StepStarted {
                 step: &step.id,
@@ -677,22 +691,9 @@ impl Run<'_> {
             self.finished(stage, step, outcome, message.as_deref());
             if let Err(StepError(d)) = result {
                 failed.insert(&step.id);
-                let critical = step.critical;
-                let d = Diagnostic {
-                    message: format!("step `{}` failed: {}", step.id, d.message),
-                    ..d
-                };
-                if critical {
-                    self.reports.push(d);
+                if self.step_failed(step, d) {
                     return Ok(false);
                 }
-                self.reports.push(
-                    Diagnostic {
-                        severity: rplan_compiler::Severity::Warning,
-                        ..d
-                    }
-                    .help("not critical: the rest of the restore went on"),
-                );
             }
         }
         if self
@@ -710,6 +711,61 @@ impl Run<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Report a failed step; true if it fails its stage (it is critical).
+    fn step_failed(&mut self, step: &CStep, d: Diagnostic) -> bool {
+        let d = Diagnostic {
+            message: format!("step `{}` failed: {}", step.id, d.message),
+            ..d
+        };
+        if step.critical {
+            self.reports.push(d);
+            return true;
+        }
+        self.reports.push(
+            Diagnostic {
+                severity: rplan_compiler::Severity::Warning,
+                ..d
+            }
+            .help("not critical: the rest of the restore went on"),
+        );
+        false
+    }
+
+    /// On `--resume`, how the interrupted run recorded `stage` ending.
+    fn recorded_stage(&self, stage: &CStage) -> Option<bool> {
+        self.resuming
+            .then(|| self.journal.stage_outcome(&stage.id))
+            .flatten()
+    }
+
+    /// On `--resume`, the recorded outcome of a command step (run, manual,
+    /// probe) of the interrupted run: those are not run again, whatever
+    /// they would say now. Write steps are redone or found unchanged by
+    /// their own idempotence checks.
+    fn recorded_command(&self, step: &CStep) -> Option<Result<(), Diagnostic>> {
+        if !self.resuming
+            || !matches!(
+                step.kind,
+                StepKind::Run | StepKind::Manual | StepKind::Probe
+            )
+        {
+            return None;
+        }
+        let (ok, message) = self.journal.step_outcome(&step.id)?;
+        Some(if ok {
+            Ok(())
+        } else {
+            Err(Diagnostic::error(
+                codes::COMMAND_FAILED,
+                "",
+                format!(
+                    "{} (before the interruption)",
+                    message.unwrap_or("failed")
+                ),
+            ))
+        })
     }
 
     /// Tell the observer a step finished, and keep it for the timeline.

@@ -136,6 +136,39 @@ impl Journal {
         }
     }
 
+    /// The records of the last run: from its `begin` on.
+    pub fn current(&self) -> &[Record] {
+        let begun = self
+            .records
+            .iter()
+            .rposition(|r| matches!(r, Record::Begin { .. }))
+            .unwrap_or(0);
+        &self.records[begun..]
+    }
+
+    /// How stage `stage` ended in the last run, if it did.
+    pub fn stage_outcome(&self, stage: &str) -> Option<bool> {
+        self.current().iter().rev().find_map(|r| match r {
+            Record::StageDone { stage: s, ok } if s == stage => Some(*ok),
+            _ => None,
+        })
+    }
+
+    /// How step `step` ended in the last run, if it did: success, and the
+    /// message recorded with it. A step started but not done is `None`.
+    pub fn step_outcome(&self, step: &str) -> Option<(bool, Option<&str>)> {
+        self.current().iter().rev().find_map(|r| match r {
+            Record::StepDone {
+                step: s,
+                ok,
+                message,
+                ..
+            } if s == step => Some(Some((*ok, message.as_deref()))),
+            Record::StepStarted { step: s } if s == step => Some(None),
+            _ => None,
+        })?
+    }
+
     /// The targets the last run was begun with.
     pub fn targets(&self) -> Option<&[(String, String)]> {
         self.records.iter().rev().find_map(|r| match r {
