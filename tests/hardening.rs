@@ -132,3 +132,166 @@ fn resume_after_a_crash_mid_restore_finishes_the_asr_stage() {
     assert_eq!(result(&run)["stage"], "asr", "{}", run.stdout);
     cmp(&reference, &img);
 }
+
+/// An example plan copied into `dir`, its commands pointing at scripts:
+/// BMC calls succeed, the boot probe "boots" once `probe_disk` carries a
+/// partition table.
+fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (script, body) in [
+        ("bmc-boot", "exit 0".to_string()),
+        (
+            "probe-boot",
+            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
+        ),
+    ] {
+        let path = bin.join(script);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        tool("chmod", &["+x", path.to_str().unwrap()]);
+    }
+    let text =
+        std::fs::read_to_string(root().join("examples").join(format!("{name}.yaml"))).unwrap();
+    let text = text
+        .replace("/usr/local/sbin/", &format!("{}/", bin.display()))
+        .replace(
+            "root: backups/",
+            &format!("root: {}/examples/backups/", root().display()),
+        );
+    let p = dir.join(format!("{name}-{}.yaml", probe_disk.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn resume_after_a_crash_inside_an_mbr_table_write_needs_no_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = image(dir.path(), "ref.img", 1 << 30);
+    let plan = example(dir.path(), "workstation-mbr", &reference);
+    apply(&plan, &[("disk0", &reference)], &dir.path().join("jref"), &[]).code(0);
+    let want = sha(&reference);
+    // Every write of the table step (MBR, then the EBR chain) as a kill point.
+    let mut torn = 0;
+    for n in 1..=8 {
+        let img = image(dir.path(), &format!("t{n}.img"), 1 << 30);
+        let plan = example(dir.path(), "workstation-mbr", &img);
+        let journal = dir.path().join(format!("j{n}"));
+        let crashed = Rplan::new()
+            .args(apply_args(&plan, &[("disk0", &img)], &journal))
+            .env("RPLAN_CRASH_AT", &format!("asr/disk0/table:{n}"))
+            .run();
+        if crashed.code == 0 {
+            break; // past the step's last write
+        }
+        torn += 1;
+        let run = apply(&plan, &[("disk0", &img)], &journal, &["--resume"]);
+        assert_eq!(run.code, 0, "killed at write {n}: {}", run.stderr);
+        assert_eq!(sha(&img), want, "killed at write {n}: resumed image differs");
+        let t = tool("sfdisk", &["-d", img.to_str().unwrap()]);
+        assert!(t.contains("label-id: 0x1a2b3c4d"), "{t}");
+    }
+    assert!(torn >= 3, "the table step wrote only {torn} times");
+}
+
+/// Crash the restore of [`restore_plan`] at its third write.
+fn crashed_restore(dir: &Path, plan: &Path, img: &Path, journal: &Path) {
+    let run = Rplan::new()
+        .args(apply_args(plan, &[("d0", img)], journal))
+        .env("RPLAN_CRASH_AT", "asr/d0/sys/restore:3")
+        .env("PROBE_IMG", img.to_str().unwrap())
+        .run();
+    assert_ne!(run.code, 0, "the crash did not happen: {}", run.stderr);
+    let _ = dir;
+}
+
+fn journal_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn resume_with_nothing_to_resume_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = restore_plan(dir.path());
+    let img = image(dir.path(), "d.img", 96 * MIB);
+    let blank = sha(&img);
+    // No journal at all.
+    let run = apply(&plan, &[("d0", &img)], &dir.path().join("none"), &["--resume"]).code(4);
+    assert!(
+        run.stderr.contains("RP0710") && run.stderr.contains("nothing to resume"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sha(&img), blank);
+    // A journal of another version of the plan (same name, other hash).
+    let journal = dir.path().join("j");
+    crashed_restore(dir.path(), &plan, &img, &journal);
+    let torn = sha(&img);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, text.replace("size: 96MiB", "size: 95MiB")).unwrap();
+    let run = apply(&plan, &[("d0", &img)], &journal, &["--resume"]).code(4);
+    assert!(
+        run.stderr.contains("another version of this plan"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sha(&img), torn);
+    // A finished run.
+    std::fs::write(&plan, text).unwrap();
+    let done = tempfile::tempdir().unwrap();
+    let fresh = image(done.path(), "f.img", 96 * MIB);
+    Rplan::new()
+        .args(apply_args(&plan, &[("d0", &fresh)], &done.path().join("j")))
+        .env("PROBE_IMG", fresh.to_str().unwrap())
+        .run()
+        .code(0);
+    let run = apply(&plan, &[("d0", &fresh)], &done.path().join("j"), &["--resume"]).code(4);
+    assert!(run.stderr.contains("nothing to resume"), "{}", run.stderr);
+}
+
+#[test]
+fn a_torn_last_journal_record_is_cut_off_and_a_damaged_one_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = restore_plan(dir.path());
+    let reference = image(dir.path(), "ref.img", 96 * MIB);
+    Rplan::new()
+        .args(apply_args(&plan, &[("d0", &reference)], &dir.path().join("jref")))
+        .env("PROBE_IMG", reference.to_str().unwrap())
+        .run()
+        .code(0);
+    let img = image(dir.path(), "d.img", 96 * MIB);
+    let journal = dir.path().join("j");
+    crashed_restore(dir.path(), &plan, &img, &journal);
+    let file = journal_file(&journal);
+    let intact = std::fs::read_to_string(&file).unwrap();
+
+    // A damaged record in the middle: reported, nothing written.
+    let lines: Vec<&str> = intact.lines().collect();
+    let mut damaged = lines.clone();
+    damaged.insert(1, "{\"event\":\"step-do");
+    std::fs::write(&file, damaged.join("\n") + "\n").unwrap();
+    let before = sha(&img);
+    let run = apply(&plan, &[("d0", &img)], &journal, &["--resume"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("damaged"), "{}", run.stderr);
+    assert_eq!(sha(&img), before);
+
+    // A torn last record (a crash mid-write): cut off, the run resumes.
+    std::fs::write(&file, format!("{intact}{{\"event\":\"step-st")).unwrap();
+    Rplan::new()
+        .args(apply_args(&plan, &[("d0", &img)], &journal))
+        .arg("--resume")
+        .env("PROBE_IMG", img.to_str().unwrap())
+        .run()
+        .code(0);
+    cmp(&reference, &img);
+    // Every line of the journal is a whole record again.
+    for line in std::fs::read_to_string(&file).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("journal line {line:?}: {e}"));
+    }
+}

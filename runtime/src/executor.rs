@@ -199,6 +199,7 @@ fn prepare(
             });
         }
     }
+    let torn_by_us = disks_torn_by_us(plan, targets, opts);
     let mut opened: Vec<Option<Target>> = Vec::new();
     for (di, disk) in plan.disks.iter().enumerate() {
         let Some(t) = targets.iter().find(|t| t.disk == disk.id) else {
@@ -216,6 +217,7 @@ fn prepare(
             di,
             &t.path,
             opts.force,
+            torn_by_us.contains(&disk.id),
             simulate.then_some(opts.temp_dir.as_deref()),
         ) {
             Ok(target) => opened.push(Some(target)),
@@ -256,6 +258,13 @@ fn prepare(
         return Ok((opened, Journal::in_memory()));
     }
     let journal_path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
+    if opts.resume {
+        if let Some(d) = nothing_to_resume(plan, &journal_path) {
+            return Err(Outcome::Refused {
+                diagnostics: vec![d],
+            });
+        }
+    }
     let mut journal = match Journal::open(&journal_path) {
         Ok(j) => j,
         Err(e) => {
@@ -366,7 +375,130 @@ fn execute(
     (outcome, report)
 }
 
+/// On `--resume`: why there is nothing to resume, if there is not. An
+/// apply is never started afresh under `--resume`: the operator believes
+/// a run is half done, and something else (another journal directory,
+/// another version of the plan) is the likely truth.
+fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnostic> {
+    let refuse = |message: String| Diagnostic::error(codes::JOURNAL_MISMATCH, "", message);
+    let journal = match Journal::read(journal_path) {
+        Ok(j) => j,
+        // Unreadable or damaged: `Journal::open` reports it.
+        Err(_) => return None,
+    };
+    match journal.state() {
+        JournalState::Interrupted => {
+            let hash = journal.current().iter().find_map(|r| match r {
+                Record::Begin { plan_hash, .. } => Some(plan_hash.as_str()),
+                _ => None,
+            });
+            (hash != Some(plan.plan_hash.as_str())).then(|| {
+                refuse(format!(
+                    "the interrupted apply in {} was of another plan (hash {})",
+                    journal_path.display(),
+                    hash.unwrap_or("?")
+                ))
+                .help("resume with the plan that was interrupted")
+            })
+        }
+        JournalState::Ended { ok } => Some(
+            refuse(format!(
+                "nothing to resume: the last apply of `{}` {} ({})",
+                plan.name,
+                if ok { "recovered" } else { "ended with every stage failed" },
+                journal_path.display()
+            ))
+            .help("to apply again, run without --resume"),
+        ),
+        JournalState::Empty => {
+            // Another version of the plan (same name, another hash)?
+            let others = other_journals(journal_path);
+            let help = if others.is_empty() {
+                "check --journal DIR: it must be the directory the interrupted apply used".to_string()
+            } else {
+                format!(
+                    "found a journal of another version of this plan (a different plan hash): {}; resume needs the very plan that was interrupted",
+                    others.join(", ")
+                )
+            };
+            Some(
+                refuse(format!(
+                    "nothing to resume: no journal of this plan at {}",
+                    journal_path.display()
+                ))
+                .help(help),
+            )
+        }
+    }
+}
+
+/// Journals next to `path` of a plan with the same name but another hash.
+fn other_journals(path: &Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Vec::new();
+    };
+    // `<name>-<16 hex>.jsonl`: the plan's part is before the last `-`.
+    let Some((stem, _)) = name.rsplit_once('-') else {
+        return Vec::new();
+    };
+    let prefix = format!("{stem}-");
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl") && n != name)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+/// On `--resume`: the disks whose partition table the interrupted run
+/// (on the same targets) had started writing. Whatever is there now is
+/// rplan's own torn table, not another disk's, and needs no `--force`.
+fn disks_torn_by_us(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    opts: &ApplyOptions,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    if !opts.resume || opts.dry_run.is_some() {
+        return out;
+    }
+    let path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
+    let Ok(journal) = Journal::read(&path) else {
+        return out;
+    };
+    if journal.state() != JournalState::Interrupted {
+        return out;
+    }
+    let recorded = journal.targets().unwrap_or_default();
+    for t in targets {
+        let same_target = recorded
+            .iter()
+            .any(|(d, p)| *d == t.disk && Path::new(p) == t.path);
+        let table_started = journal.current().iter().any(|r| match r {
+            Record::StepStarted { step } => plan.step(step).is_some_and(|(_, s)| {
+                s.kind == StepKind::WriteTable && s.disk.as_deref() == Some(t.disk.as_str())
+            }),
+            _ => false,
+        });
+        if same_target && table_started {
+            out.insert(t.disk.clone());
+        }
+    }
+    out
+}
+
 /// Open one target exclusively and check it; every refusal is collected.
+/// `ours`: the journal says rplan itself was writing this disk's table
+/// when it was interrupted, so a torn or half-written table is expected.
 /// `overlay`: `Some(scratch dir)` for a dry-run, which opens the target
 /// read-only and puts an [`Overlay`] over it.
 fn open_checked(
@@ -374,6 +506,7 @@ fn open_checked(
     di: usize,
     path: &Path,
     force: bool,
+    ours: bool,
     overlay: Option<Option<&Path>>,
 ) -> Result<Target, Vec<Diagnostic>> {
     let access = if overlay.is_some() {
@@ -441,7 +574,7 @@ fn open_checked(
     let spec = layout::table_spec(disk, device.len());
     let table_matched =
         problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
-    if !table_matched && !force {
+    if !table_matched && !force && !ours {
         match table::read_table(device.as_ref()) {
             Ok(None) => {}
             Ok(Some(existing)) => {
@@ -662,6 +795,7 @@ impl Run<'_> {
             self.journal(Record::StepStarted {
                 step: step.id.clone(),
             })?;
+            crate::fault::step_started(&step.id);
             let result = self.step(step, deadline);
             if let (
                 Ok(StepOk::Done {

@@ -13,6 +13,7 @@
 pub mod events;
 pub mod executor;
 pub mod fat;
+pub mod fault;
 pub mod journal;
 pub mod layout;
 pub mod mkfs;
