@@ -28,6 +28,12 @@ pub struct ApplyArgs {
     /// Overwrite a target that carries another disk's partition table.
     #[arg(long)]
     force: bool,
+    /// Count every `manual` action as failed instead of asking. Without a
+    /// terminal (nobody to answer), a plan with manual actions is refused
+    /// (exit 4) unless this is given: the ladder then goes on to the next
+    /// stage, which may be a destructive ASR.
+    #[arg(long)]
+    skip_manual: bool,
     /// Where the journal lives (default: /var/lib/rplan/journal as root,
     /// else $XDG_STATE_HOME/rplan/journal).
     #[arg(long, value_name = "DIR")]
@@ -156,7 +162,13 @@ pub fn run(args: ApplyArgs) -> u8 {
         eprintln!("  help: pass --yes to apply without asking");
         return REFUSED;
     };
-    let unattended = args.flags.unattended || !terminal;
+    if !terminal && !args.skip_manual {
+        if let Some(d) = unanswerable_manual(&plan) {
+            print_diagnostics(&[d]);
+            return REFUSED;
+        }
+    }
+    let unattended = args.flags.unattended || args.skip_manual || !terminal;
     let options = ApplyOptions {
         force: args.force,
         resume: args.resume,
@@ -175,6 +187,32 @@ pub fn run(args: ApplyArgs) -> u8 {
     let mut observer = observer(args.format);
     let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
     finish(&outcome, args.format, None)
+}
+
+/// A plan with manual actions and nobody to answer them: every one would
+/// count as failed and the ladder climb, unasked, to ASR. Refused unless
+/// the operator says so (`--skip-manual`).
+fn unanswerable_manual(plan: &CompiledPlan) -> Option<Diagnostic> {
+    use rplan_compiler::compiled::StepKind;
+    let (stage, step) = plan.stages.iter().find_map(|stage| {
+        stage
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::Manual)
+            .map(|s| (stage, s))
+    })?;
+    Some(
+        Diagnostic::error(
+            codes::MANUAL_UNATTENDED,
+            "",
+            format!(
+                "stage `{}` has a manual action (`{}`) and there is no terminal to answer it; nothing was written",
+                stage.id,
+                step.text.as_deref().unwrap_or_default()
+            ),
+        )
+        .help("run rplan on a terminal, or pass --skip-manual to count manual actions as failed (the next stage, ASR included, then runs)"),
+    )
 }
 
 fn observer(format: EventFormat) -> Box<dyn Observer> {
@@ -236,7 +274,7 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
             s.step,
             s.description
         );
-        at += s.estimate_s;
+        at = at.saturating_add(s.estimate_s);
     }
     let _ = writeln!(
         out,

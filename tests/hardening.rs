@@ -168,7 +168,13 @@ fn resume_after_a_crash_inside_an_mbr_table_write_needs_no_force() {
     let dir = tempfile::tempdir().unwrap();
     let reference = image(dir.path(), "ref.img", 1 << 30);
     let plan = example(dir.path(), "workstation-mbr", &reference);
-    apply(&plan, &[("disk0", &reference)], &dir.path().join("jref"), &[]).code(0);
+    apply(
+        &plan,
+        &[("disk0", &reference)],
+        &dir.path().join("jref"),
+        &["--skip-manual"],
+    )
+    .code(0);
     let want = sha(&reference);
     // Every write of the table step (MBR, then the EBR chain) as a kill point.
     let mut torn = 0;
@@ -178,13 +184,19 @@ fn resume_after_a_crash_inside_an_mbr_table_write_needs_no_force() {
         let journal = dir.path().join(format!("j{n}"));
         let crashed = Rplan::new()
             .args(apply_args(&plan, &[("disk0", &img)], &journal))
+            .arg("--skip-manual")
             .env("RPLAN_CRASH_AT", &format!("asr/disk0/table:{n}"))
             .run();
         if crashed.code == 0 {
             break; // past the step's last write
         }
         torn += 1;
-        let run = apply(&plan, &[("disk0", &img)], &journal, &["--resume"]);
+        let run = apply(
+            &plan,
+            &[("disk0", &img)],
+            &journal,
+            &["--resume", "--skip-manual"],
+        );
         assert_eq!(run.code, 0, "killed at write {n}: {}", run.stderr);
         assert_eq!(sha(&img), want, "killed at write {n}: resumed image differs");
         let t = tool("sfdisk", &["-d", img.to_str().unwrap()]);
@@ -294,4 +306,119 @@ fn a_torn_last_journal_record_is_cut_off_and_a_damaged_one_reported() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("journal line {line:?}: {e}"));
     }
+}
+
+#[test]
+fn manual_actions_with_nobody_to_answer_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 1 << 30);
+    let plan = example(dir.path(), "workstation-mbr", &img);
+    let blank = sha(&img);
+    // No terminal (stdin is /dev/null), --yes, manual actions: refused.
+    let run = apply(&plan, &[("disk0", &img)], &dir.path().join("j"), &[]).code(4);
+    assert!(
+        run.stderr.contains("RP0406") && run.stderr.contains("--skip-manual"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("stage safe-mode"), "{}", run.stderr);
+    assert_eq!(sha(&img), blank);
+    // The operator says manual actions count as failed: ASR runs.
+    let run = apply(
+        &plan,
+        &[("disk0", &img)],
+        &dir.path().join("j"),
+        &["--skip-manual", "--format", "json"],
+    )
+    .code(0);
+    assert_eq!(result(&run)["stage"], "asr");
+    // The help says so.
+    let help = Rplan::new().args(["apply", "--help"]).run().code(0);
+    assert!(help.stdout.contains("--skip-manual"), "{}", help.stdout);
+}
+
+fn no_disk_plan(dir: &Path, name: &str, stages: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: {name}\nsystem: {{ os: windows-xp, build: rtm+sp2, language: en }}\nmedia: {{ build: sp2-slipstream }}\nstages:\n{stages}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn time_limits_hold_when_a_descendant_keeps_the_output_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = no_disk_plan(
+        dir.path(),
+        "pipes",
+        "\x20\x20- { id: sm, kind: safe-mode, actions: [ { run: [sh, -c, 'setsid sleep 30 & sleep 60'], timeout: 2s } ] }\n\
+\x20\x20- { id: lkg, kind: last-known-good, actions: [ { run: [sh, -c, 'sleep 20 & exit 0'] } ], success: { run: [sh, -c, 'sleep 25 & exit 0'], timeout: 3s } }\n",
+    );
+    let started = Instant::now();
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--format",
+            "json",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ])
+        .run()
+        .code(0);
+    // Generous: the limits are 2 s and 3 s, the descendants live 20-30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(result(&run)["stage"], "lkg", "{}", run.stdout);
+    assert!(run.stdout.contains("did not finish within 2s"), "{}", run.stdout);
+}
+
+#[test]
+fn huge_durations_in_a_compiled_plan_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = no_disk_plan(
+        dir.path(),
+        "huge",
+        "\x20\x20- { id: sm, kind: safe-mode, timeout: 1h, actions: [ { run: [/bin/true], timeout: 1m } ], success: { run: [/bin/true] } }\n",
+    );
+    let compiled = Rplan::new()
+        .args(["compile", p.to_str().unwrap(), "-o", "-"])
+        .run()
+        .code(0);
+    let mut c: serde_json::Value = serde_json::from_str(&compiled.stdout).unwrap();
+    for stage in c["stages"].as_array_mut().unwrap() {
+        stage["timeout_s"] = u64::MAX.into();
+        stage["estimate_s"] = u64::MAX.into();
+        for step in stage["steps"].as_array_mut().unwrap() {
+            step["estimate_s"] = u64::MAX.into();
+            if step.get("timeout_s").is_some() {
+                step["timeout_s"] = u64::MAX.into();
+            }
+        }
+    }
+    let cp = dir.path().join("huge.json");
+    std::fs::write(&cp, c.to_string()).unwrap();
+    Rplan::new()
+        .args(["dry-run", cp.to_str().unwrap()])
+        .run()
+        .code(0);
+    let run = Rplan::new()
+        .args([
+            "apply",
+            cp.to_str().unwrap(),
+            "--yes",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ])
+        .run()
+        .code(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }

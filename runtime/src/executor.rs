@@ -741,7 +741,9 @@ impl Run<'_> {
     /// Run one stage; Ok(success). Err only for journal failures.
     fn stage(&mut self, stage: &CStage) -> Result<bool, Diagnostic> {
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(stage.timeout_s);
+        // A compiled plan may carry any u64: beyond what an Instant can
+        // hold, the stage has no deadline rather than a panic.
+        let deadline = started.checked_add(Duration::from_secs(stage.timeout_s));
         let mut failed: HashSet<&str> = HashSet::new();
         let order: Vec<&CStep> = self
             .plan
@@ -756,7 +758,7 @@ impl Run<'_> {
                 self.finished(stage, step, "skipped", Some(&msg));
                 continue;
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.reports.push(Diagnostic::error(
                     codes::COMMAND_TIMEOUT,
                     "",
@@ -987,7 +989,10 @@ impl Run<'_> {
             });
         }
         DryRunReport {
-            rto_estimate_s: self.timeline.iter().map(|s| s.estimate_s).sum(),
+            rto_estimate_s: self
+                .timeline
+                .iter()
+                .fold(0_u64, |sum, s| sum.saturating_add(s.estimate_s)),
             steps: self.timeline.clone(),
             disks,
         }
@@ -1015,8 +1020,9 @@ impl Run<'_> {
         }
     }
 
-    fn step(&mut self, step: &CStep, deadline: Instant) -> StepResult {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+    fn step(&mut self, step: &CStep, deadline: Option<Instant>) -> StepResult {
+        let remaining =
+            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
         match step.kind {
             StepKind::Run | StepKind::Manual | StepKind::Probe if self.opts.dry_run.is_some() => {
                 // A dry-run runs no commands and asks no one: the stages
