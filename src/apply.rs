@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub const REFUSED: u8 = 4;
 pub const ALL_FAILED: u8 = 3;
+/// `--strict`: a stage recovered, but non-critical steps of it failed.
+pub const PARTIAL: u8 = 5;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -186,7 +188,7 @@ pub fn run(args: ApplyArgs) -> u8 {
     };
     let mut observer = observer(args.format);
     let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, None)
+    finish(&outcome, args.format, None, args.flags.strict)
 }
 
 /// A plan with manual actions and nobody to answer them: every one would
@@ -223,8 +225,18 @@ fn observer(format: EventFormat) -> Box<dyn Observer> {
 }
 
 /// Print the outcome (and a dry-run's report) and pick the exit code.
-fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>) -> u8 {
+fn finish(
+    outcome: &Outcome,
+    format: EventFormat,
+    report: Option<&DryRunReport>,
+    strict: bool,
+) -> u8 {
     let (code, word, diags) = match outcome {
+        Outcome::Recovered {
+            diagnostics,
+            failed_steps,
+            ..
+        } if strict && !failed_steps.is_empty() => (PARTIAL, "recovered", diagnostics),
         Outcome::Recovered { diagnostics, .. } => (exit::OK, "recovered", diagnostics),
         Outcome::AllFailed { diagnostics } => (ALL_FAILED, "all-stages-failed", diagnostics),
         Outcome::Refused { diagnostics } => (REFUSED, "refused", diagnostics),
@@ -237,8 +249,14 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>)
                 .map(|d| serde_json::json!({"severity": d.severity, "code": d.code, "message": d.message, "help": d.help}))
                 .collect();
             let mut result = serde_json::json!({"event": "result", "outcome": word, "exit": code, "diagnostics": list});
-            if let Outcome::Recovered { stage, .. } = outcome {
+            if let Outcome::Recovered {
+                stage,
+                failed_steps,
+                ..
+            } = outcome
+            {
                 result["stage"] = serde_json::json!(stage);
+                result["non_critical_failures"] = serde_json::json!(failed_steps);
             }
             if let Some(r) = report {
                 result["dry_run"] = serde_json::to_value(r).unwrap_or_default();
@@ -252,6 +270,23 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&DryRunReport>)
         }
     }
     print_diagnostics(diags);
+    if let (EventFormat::Human, Outcome::Recovered {
+        stage,
+        failed_steps,
+        ..
+    }) = (format, outcome)
+    {
+        if !failed_steps.is_empty() && report.is_none() {
+            // The last word: this recovery is partial.
+            eprintln!(
+                "recovered by stage {} with {}: {}{}",
+                stage,
+                rplan_runtime::events::non_critical_failures(failed_steps.len()),
+                failed_steps.join(", "),
+                if strict { " (--strict: exit 5)" } else { "" }
+            );
+        }
+    }
     code
 }
 
@@ -388,7 +423,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         EventFormat::Human => Box::new(Quiet),
     };
     let (outcome, report) = executor::dry_run(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, Some(&report))
+    finish(&outcome, args.format, Some(&report), args.flags.strict)
 }
 
 /// A dry-run's human output is its report; the step-by-step events would

@@ -26,7 +26,8 @@ pub(crate) struct CompileFlags {
     /// Extra compatibility ruleset (YAML); later files override earlier rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
-    /// Treat warnings as errors.
+    /// Treat warnings as errors; with apply, a recovery in which
+    /// non-critical steps failed exits 5 instead of 0.
     #[arg(long)]
     strict: bool,
     /// Refuse manual actions: the plan must run without a person.

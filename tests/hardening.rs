@@ -422,3 +422,64 @@ fn huge_durations_in_a_compiled_plan_do_not_panic() {
         .code(0);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+#[test]
+fn a_recovery_with_non_critical_failures_says_so_and_strict_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = noise(MIB as usize, 1);
+    std::fs::write(dir.path().join("good.img"), &good).unwrap();
+    std::fs::write(dir.path().join("bad.img"), noise(MIB as usize, 2)).unwrap();
+    let good_sha = sha(&dir.path().join("good.img"));
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: partial\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: good, path: good.img, format: raw, size: 1MiB, sha256: {good_sha} }}\n    - {{ id: bad, path: bad.img, format: raw, size: 1MiB, sha256: {good_sha} }}\n\
+disks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: good }} }} ] }}\n\
+\x20\x20- {{ id: d1, table: mbr, signature: \"0x22222222\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: bad }} }} ] }}\n\
+stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n"
+        ),
+    )
+    .unwrap();
+    let targets = |tag: &str| {
+        (
+            image(dir.path(), &format!("{tag}-d0"), 8 * MIB),
+            image(dir.path(), &format!("{tag}-d1"), 8 * MIB),
+        )
+    };
+    let (d0, d1) = targets("a");
+    let run = apply(
+        &p,
+        &[("d0", &d0), ("d1", &d1)],
+        &dir.path().join("ja"),
+        &["--no-artifacts"],
+    )
+    .code(0);
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last, "recovered by stage asr with 1 non-critical failure: asr/d1/p/restore",
+        "{}",
+        run.stderr
+    );
+    let (d0, d1) = targets("b");
+    let run = apply(
+        &p,
+        &[("d0", &d0), ("d1", &d1)],
+        &dir.path().join("jb"),
+        &["--no-artifacts", "--format", "json"],
+    )
+    .code(0);
+    assert_eq!(
+        result(&run)["non_critical_failures"],
+        serde_json::json!(["asr/d1/p/restore"])
+    );
+    let (d0, d1) = targets("c");
+    apply(
+        &p,
+        &[("d0", &d0), ("d1", &d1)],
+        &dir.path().join("jc"),
+        &["--no-artifacts", "--strict"],
+    )
+    .code(5);
+}

@@ -35,6 +35,8 @@ pub enum Event<'a> {
     Finished {
         ok: bool,
         stage: Option<&'a str>,
+        /// Non-critical steps of the recovering stage that failed.
+        failed_steps: &'a [String],
     },
 }
 
@@ -115,14 +117,34 @@ impl Observer for Human {
                     if *ok { "succeeded" } else { "failed" }
                 );
             }
-            Event::Finished { ok, stage } => {
+            Event::Finished {
+                ok,
+                stage,
+                failed_steps,
+            } => {
                 let _ = match (ok, stage) {
-                    (true, Some(s)) => writeln!(err, "recovered by stage {s}"),
+                    (true, Some(s)) if failed_steps.is_empty() => {
+                        writeln!(err, "recovered by stage {s}")
+                    }
+                    (true, Some(s)) => writeln!(
+                        err,
+                        "recovered by stage {s} with {}: {}",
+                        non_critical_failures(failed_steps.len()),
+                        failed_steps.join(", ")
+                    ),
                     _ => writeln!(err, "every stage failed"),
                 };
             }
         }
     }
+}
+
+/// "1 non-critical failure", "2 non-critical failures".
+pub fn non_critical_failures(n: usize) -> String {
+    format!(
+        "{n} non-critical failure{}",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// For tools: JSON lines on stdout.

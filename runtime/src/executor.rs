@@ -99,9 +99,12 @@ pub struct SimChange {
 /// How an apply ended, with what it has to say.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A stage succeeded (possibly with non-critical failures reported).
+    /// A stage succeeded, possibly with non-critical steps of it failed
+    /// (`failed_steps`, each also reported in `diagnostics`): a partial
+    /// recovery, which `--strict` turns into its own exit code.
     Recovered {
         stage: String,
+        failed_steps: Vec<String>,
         diagnostics: Vec<Diagnostic>,
     },
     /// Every stage failed.
@@ -369,6 +372,7 @@ fn execute(
         resuming,
         timeline: Vec::new(),
         fresh: std::collections::HashMap::new(),
+        failed_steps: Vec::new(),
     };
     let outcome = run.stages();
     let report = run.report();
@@ -633,6 +637,8 @@ struct Run<'a> {
     /// Content steps that wrote (and checked) their range in this run,
     /// with their fingerprints.
     fresh: std::collections::HashMap<String, String>,
+    /// Non-critical steps of the current stage that failed.
+    failed_steps: Vec<String>,
 }
 
 /// Why a step did not succeed.
@@ -715,12 +721,15 @@ impl Run<'_> {
                     ok: true,
                     stage: Some(stage.id.clone()),
                 });
+                let failed_steps = std::mem::take(&mut self.failed_steps);
                 self.obs.event(&Event::Finished {
                     ok: true,
                     stage: Some(&stage.id),
+                    failed_steps: &failed_steps,
                 });
                 return Outcome::Recovered {
                     stage: stage.id.clone(),
+                    failed_steps,
                     diagnostics: std::mem::take(&mut self.reports),
                 };
             }
@@ -732,6 +741,7 @@ impl Run<'_> {
         self.obs.event(&Event::Finished {
             ok: false,
             stage: None,
+            failed_steps: &[],
         });
         Outcome::AllFailed {
             diagnostics: std::mem::take(&mut self.reports),
@@ -740,6 +750,7 @@ impl Run<'_> {
 
     /// Run one stage; Ok(success). Err only for journal failures.
     fn stage(&mut self, stage: &CStage) -> Result<bool, Diagnostic> {
+        self.failed_steps.clear();
         let started = Instant::now();
         // A compiled plan may carry any u64: beyond what an Instant can
         // hold, the stage has no deadline rather than a panic.
@@ -859,6 +870,7 @@ impl Run<'_> {
             self.reports.push(d);
             return true;
         }
+        self.failed_steps.push(step.id.clone());
         self.reports.push(
             Diagnostic {
                 severity: rplan_compiler::Severity::Warning,
