@@ -2,7 +2,7 @@
 //! (JSON, checked for staleness), then hand it to the runtime executor with
 //! the operator's answers wired to the terminal.
 
-use crate::{compiled, exit, CompileFlags};
+use crate::{exit, CompileFlags};
 use rplan_compiler::{codes, CompiledPlan, Diagnostic};
 use rplan_runtime::events::{Human, Json, Observer};
 use rplan_runtime::executor::{self, ApplyOptions, DryRunReport, Outcome, TargetArg};
@@ -80,7 +80,13 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
     })?;
     let looks_compiled = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !looks_compiled {
-        return compiled(path, flags);
+        let plan = crate::compiled_for_apply(path, flags, REFUSED)?;
+        // --no-artifacts skipped the hashing, not the cheap checks: a
+        // missing, truncated or special file is refused before any write.
+        if flags.no_artifacts {
+            refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
+        }
+        return Ok(plan);
     }
     let plan: CompiledPlan = serde_json::from_slice(&text).map_err(|e| {
         eprintln!(
@@ -104,12 +110,19 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
     }
     // --no-artifacts: no pre-read of the backup; restores still verify every
     // byte's sha256 as they stream, and a mismatch fails the step.
-    let stale = executor::check_artifacts(&plan, !flags.no_artifacts);
-    if !stale.is_empty() {
-        print_diagnostics(&stale);
-        return Err(REFUSED);
+    if flags.no_artifacts {
+        refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
     }
+    refuse_unless_empty(executor::check_artifacts(&plan, !flags.no_artifacts))?;
     Ok(plan)
+}
+
+fn refuse_unless_empty(problems: Vec<Diagnostic>) -> Result<(), u8> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    print_diagnostics(&problems);
+    Err(REFUSED)
 }
 
 pub fn print_diagnostics(diags: &[Diagnostic]) {

@@ -483,3 +483,75 @@ stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {
     )
     .code(5);
 }
+
+/// A one-disk plan restoring raw artifact `a.img` (1 MiB) and formatting a
+/// FAT partition.
+fn preflight_plan(dir: &Path) -> PathBuf {
+    let data = noise(MIB as usize, 9);
+    std::fs::write(dir.join("a.img"), &data).unwrap();
+    let p = dir.join("pre.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: pre\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+backup: {{ id: b, root: ., artifacts: [ {{ id: a, path: a.img, format: raw, size: 1MiB, sha256: {} }} ] }}\n\
+disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 32MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }}, {{ id: f, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }} ]\n\
+stages: [ {{ id: asr, kind: asr }} ]\n",
+            sha(&dir.join("a.img"))
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn preflight_refuses_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = preflight_plan(dir.path());
+    let img = image(dir.path(), "d.img", 32 * MIB);
+    let blank = sha(&img);
+    let j = dir.path().join("j");
+    let artifact = dir.path().join("a.img");
+    let good = std::fs::read(&artifact).unwrap();
+    let refused = |extra: &[&str], what: &str, code: &str| {
+        let run = apply(&p, &[("d0", &img)], &j, extra);
+        assert_eq!(run.code, 4, "{what}: {}", run.stderr);
+        assert!(run.stderr.contains(code), "{what}: {}", run.stderr);
+        assert_eq!(sha(&img), blank, "{what}: the target was written");
+    };
+    // A YAML plan with --no-artifacts: missing, truncated, not a file.
+    std::fs::remove_file(&artifact).unwrap();
+    refused(&["--no-artifacts"], "missing artifact", "RP0503");
+    std::fs::write(&artifact, &good[..1000]).unwrap();
+    refused(&["--no-artifacts"], "truncated artifact", "RP0504");
+    std::fs::remove_file(&artifact).unwrap();
+    tool("mkfifo", &[artifact.to_str().unwrap()]);
+    refused(&["--no-artifacts"], "FIFO artifact", "RP0507");
+    std::fs::remove_file(&artifact).unwrap();
+    // A damaged backup (one byte changed) without --no-artifacts: 4, not 1.
+    let mut damaged = good.clone();
+    damaged[77] ^= 1;
+    std::fs::write(&artifact, &damaged).unwrap();
+    refused(&[], "damaged artifact", "RP0505");
+    std::fs::write(&artifact, &good).unwrap();
+    // A temp directory that is not there.
+    refused(
+        &["--temp-dir", dir.path().join("nowhere").to_str().unwrap()],
+        "bad --temp-dir",
+        "nowhere",
+    );
+    // A missing mkfs tool.
+    let run = Rplan::new()
+        .args(apply_args(&p, &[("d0", &img)], &j))
+        .env("RPLAN_HIDE_TOOLS", "mkfs.fat")
+        .run();
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("RP0805") && run.stderr.contains("mkfs.fat"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sha(&img), blank);
+    // All well: it applies.
+    apply(&p, &[("d0", &img)], &j, &["--no-artifacts"]).code(0);
+}

@@ -174,6 +174,12 @@ fn prepare(
     opts: &mut ApplyOptions,
 ) -> Result<(Vec<Option<Target>>, Journal), Outcome> {
     let simulate = opts.dry_run.is_some();
+    let machine = crate::preflight::machine(plan, opts.temp_dir.as_deref());
+    if !machine.is_empty() {
+        return Err(Outcome::Refused {
+            diagnostics: machine,
+        });
+    }
     // Which disks need targets: all of them, if there is an ASR stage.
     let has_asr = plan.stages.iter().any(|s| s.kind == StageKind::Asr);
     let mut problems = Vec::new();

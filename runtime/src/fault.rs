@@ -1,7 +1,8 @@
-//! Crash injection for the resume tests: `RPLAN_CRASH_AT=STEP:N` kills the
+//! Fault injection for the tests: `RPLAN_CRASH_AT=STEP:N` kills the
 //! process (SIGKILL, as a power cut or the OOM killer would) just before
 //! the N-th device write of step STEP, so a test can tear a step at an
-//! exact write instead of racing a timer.
+//! exact write instead of racing a timer; `RPLAN_HIDE_TOOLS=mkfs.ntfs,…`
+//! makes installed tools look missing.
 //!
 //! Only in debug builds (the test suite) or with the `fault-injection`
 //! feature; in a release build both hooks are empty and the variable is
@@ -22,6 +23,10 @@ mod active {
         WRITES.store(0, Ordering::SeqCst);
     }
 
+    pub fn tool_hidden(name: &str) -> bool {
+        std::env::var("RPLAN_HIDE_TOOLS").is_ok_and(|v| v.split(',').any(|t| t == name))
+    }
+
     pub fn before_write() {
         let Some(spec) = std::env::var_os("RPLAN_CRASH_AT") else {
             return;
@@ -40,10 +45,15 @@ mod active {
 }
 
 #[cfg(any(debug_assertions, feature = "fault-injection"))]
-pub use active::{before_write, step_started};
+pub use active::{before_write, step_started, tool_hidden};
 
 #[cfg(not(any(debug_assertions, feature = "fault-injection")))]
 pub fn step_started(_id: &str) {}
 
 #[cfg(not(any(debug_assertions, feature = "fault-injection")))]
 pub fn before_write() {}
+
+#[cfg(not(any(debug_assertions, feature = "fault-injection")))]
+pub fn tool_hidden(_name: &str) -> bool {
+    false
+}

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod layout;
 pub mod mkfs;
 pub mod overlay;
+pub mod preflight;
 pub mod process;
 pub mod raid;
 pub mod restore;

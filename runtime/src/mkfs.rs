@@ -335,6 +335,16 @@ fn derive_uuid(seed: u64, purpose: &str) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(first).into_uuid()
 }
 
+/// Whether the tools that make `fs` are installed (for apply's preflight:
+/// a missing `mkfs.*` is found before the first write, not mid-ASR).
+pub fn tools_present(fs: Fs) -> Result<(), MkfsError> {
+    match fs {
+        Fs::Fat16 | Fs::Fat32 => tool(FAT_TOOL).map(drop),
+        Fs::Ext4 => tool(EXT4_TOOL).map(drop),
+        Fs::Ntfs => tool(NTFS_TOOL).and(tool(NTFS_SERIAL_TOOL)).map(drop),
+    }
+}
+
 /// Runs the tool on the temp file and returns the id it was given.
 fn run_mkfs(path: &Path, fs: Fs, opts: &FormatOptions<'_>) -> Result<String, MkfsError> {
     match fs {
@@ -425,6 +435,9 @@ const NTFS_SERIAL_TOOL: (&str, &str) = ("ntfslabel", "apt-get install ntfs-3g");
 /// Finds a tool on PATH or in the sbin directories, which are not on every
 /// user's PATH.
 fn tool((name, hint): (&'static str, &'static str)) -> Result<Command, MkfsError> {
+    if crate::fault::tool_hidden(name) {
+        return Err(MkfsError::ToolMissing(name, hint));
+    }
     let path_dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
     let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
     path_dirs
