@@ -555,3 +555,114 @@ fn preflight_refuses_before_the_first_write() {
     // All well: it applies.
     apply(&p, &[("d0", &img)], &j, &["--no-artifacts"]).code(0);
 }
+
+/// A plan whose one artifact is `path` (relative to `backup/`), restored
+/// into a 4 MiB partition.
+fn artifact_plan(dir: &Path, path: &str, format: &str, size: &str, sha256: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("backup")).unwrap();
+    let p = dir.join("art.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: art\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+backup: {{ id: b, root: backup, artifacts: [ {{ id: a, path: \"{path}\", format: {format}, size: {size}, sha256: {sha256} }} ] }}\n\
+disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }} ] }} ]\n\
+stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn check(plan: &Path) -> Run {
+    Rplan::new()
+        .args(["check", plan.to_str().unwrap(), "--format", "json"])
+        .run()
+}
+
+fn has_code(run: &Run, code: &str) -> bool {
+    codes_at(run).iter().any(|(c, ..)| c == code)
+}
+
+const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[test]
+fn artifacts_are_regular_files_inside_the_backup_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("secret.img"), noise(MIB as usize, 3)).unwrap();
+    let secret = sha(&d.join("secret.img"));
+    // `../`: refused without being opened: its sha256 is nowhere.
+    let run = check(&artifact_plan(d, "../secret.img", "raw", "1MiB", ZEROS)).code(1);
+    assert!(has_code(&run, "RP0510"), "{}", run.stdout);
+    assert!(!run.stdout.contains(&secret), "{}", run.stdout);
+    // A symlink inside the root that leads out of it.
+    std::fs::create_dir_all(d.join("backup")).unwrap();
+    std::os::unix::fs::symlink(d.join("secret.img"), d.join("backup/link.img")).unwrap();
+    let run = check(&artifact_plan(d, "link.img", "raw", "1MiB", ZEROS)).code(1);
+    assert!(has_code(&run, "RP0510"), "{}", run.stdout);
+    assert!(!run.stdout.contains(&secret), "{}", run.stdout);
+    // /dev/zero through a link, and a FIFO: refused, not read forever.
+    std::os::unix::fs::symlink("/dev/zero", d.join("backup/zero.img")).unwrap();
+    let run = check(&artifact_plan(d, "zero.img", "raw", "1MiB", ZEROS)).code(1);
+    assert!(has_code(&run, "RP0510"), "{}", run.stdout);
+    tool("mkfifo", &[d.join("backup/fifo.img").to_str().unwrap()]);
+    let run = check(&artifact_plan(d, "fifo.img", "raw", "1MiB", ZEROS)).code(1);
+    assert!(has_code(&run, "RP0507"), "{}", run.stdout);
+    // A huge (sparse) file stated as 1 MiB: hashing stops at 1 MiB + 1.
+    let huge = std::fs::File::create(d.join("backup/huge.img")).unwrap();
+    huge.set_len(1 << 40).unwrap();
+    let started = Instant::now();
+    let run = check(&artifact_plan(d, "huge.img", "raw", "1MiB", ZEROS)).code(1);
+    assert!(has_code(&run, "RP0504"), "{}", run.stdout);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+fn zstd_of(data: &[u8], args: &[&str]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("zstd")
+        .args(args)
+        .args(["-q", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn zstd_artifacts_check_as_they_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("backup")).unwrap();
+    let data = noise(MIB as usize, 4);
+    std::fs::write(d.join("raw.img"), &data).unwrap();
+    let want = sha(&d.join("raw.img"));
+    // A long window (--long=31, streamed so zstd cannot shrink it): accepted.
+    std::fs::write(d.join("backup/long.zst"), zstd_of(&data, &["--long=31"])).unwrap();
+    check(&artifact_plan(d, "long.zst", "raw-zstd", "1MiB", &want)).code(0);
+    // A window over 2^31 (the header's window descriptor raised): a coded
+    // diagnostic at check time.
+    let mut big = zstd_of(&data, &["--long=31"]);
+    assert_eq!(big[4] & 0x20, 0, "expected a window descriptor");
+    big[5] = (21 << 3) | 1; // 2^31 + 2^28
+    std::fs::write(d.join("backup/big.zst"), &big).unwrap();
+    let run = check(&artifact_plan(d, "big.zst", "raw-zstd", "1MiB", &want)).code(1);
+    assert!(has_code(&run, "RP0507"), "{}", run.stdout);
+    assert!(run.stdout.contains("--long=31"), "{}", run.stdout);
+    // The sha256 of the compressed file: recognised.
+    std::fs::write(d.join("backup/s.zst"), zstd_of(&data, &["-3"])).unwrap();
+    let of_zst = sha(&d.join("backup/s.zst"));
+    let run = check(&artifact_plan(d, "s.zst", "raw-zstd", "1MiB", &of_zst)).code(1);
+    assert!(run.stdout.contains("compressed file"), "{}", run.stdout);
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+    // `format: raw` on a zstd file.
+    let run = check(&artifact_plan(d, "s.zst", "raw", "1MiB", &want)).code(1);
+    assert!(run.stdout.contains("use `format: raw-zstd`"), "{}", run.stdout);
+}

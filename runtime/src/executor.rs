@@ -129,7 +129,7 @@ pub fn check_artifacts(plan: &CompiledPlan, hash: bool) -> Vec<Diagnostic> {
     for a in &plan.artifacts {
         let path = Path::new(&a.path);
         let measured = if hash {
-            rplan_compiler::analyze::artifacts::hash_artifact(path, a.format)
+            rplan_compiler::analyze::artifacts::hash_artifact_upto(path, a.format, a.size)
                 .map(|(sha, len)| (Some(sha), Some(len)))
         } else {
             // Without the pre-read: it must exist, and a raw one must have

@@ -8,6 +8,7 @@
 //! the artifacts' sha256 (the compiler hashes them up front; restores
 //! verify while streaming).
 
+use rplan_compiler::analyze::artifacts::{self, ZSTD_WINDOW_LOG_MAX};
 use rplan_compiler::compiled::{CompiledPlan, StepKind};
 use rplan_compiler::model::ArtifactFormat;
 use rplan_compiler::size::human_bytes;
@@ -15,8 +16,6 @@ use rplan_compiler::{codes, Diagnostic};
 use std::io::Read;
 use std::path::Path;
 
-/// The first bytes of every zstd frame.
-pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Every artifact: a regular file (not a device, FIFO or directory, which
 /// would be read forever or block), of the plan's size if raw, and of the
@@ -58,8 +57,23 @@ pub fn artifact_files(plan: &CompiledPlan) -> Vec<Diagnostic> {
             ));
             continue;
         }
-        let zstd = starts_with_zstd_magic(path);
+        let window = zstd_window(path);
+        let zstd = window.is_some();
+        let max = (1_u64 << ZSTD_WINDOW_LOG_MAX) + 1;
         match a.format {
+            ArtifactFormat::RawZstd if window.is_some_and(|w| w > max) => out.push(
+                Diagnostic::error(
+                    codes::ARTIFACT_KIND,
+                    "",
+                    format!(
+                        "artifact `{}` needs a zstd window over 2^{ZSTD_WINDOW_LOG_MAX} bytes",
+                        a.id
+                    ),
+                )
+                .help(format!(
+                    "recompress it with `zstd --long={ZSTD_WINDOW_LOG_MAX}` or less"
+                )),
+            ),
             ArtifactFormat::Raw if zstd => out.push(
                 Diagnostic::error(
                     codes::ARTIFACT_KIND,
@@ -104,13 +118,13 @@ pub fn artifact_files(plan: &CompiledPlan) -> Vec<Diagnostic> {
     out
 }
 
-/// Whether the file at `path` starts with the zstd frame magic.
-pub fn starts_with_zstd_magic(path: &Path) -> bool {
-    let mut head = [0_u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == ZSTD_MAGIC
+/// The zstd window the file at `path` needs, `None` if it is not zstd.
+fn zstd_window(path: &Path) -> Option<u64> {
+    let mut head = [0_u8; 18];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    artifacts::zstd_window(&head[..n])
 }
 
 /// The machine: the tools every format step needs, and the temp directory
