@@ -4,7 +4,7 @@
 
 use crate::{exit, CompileFlags};
 use rplan_compiler::{codes, CompiledPlan, Diagnostic};
-use rplan_runtime::events::{Human, Json, Observer};
+use rplan_runtime::events::{printable, printable_lines, Human, Json, Observer};
 use rplan_runtime::executor::{self, ApplyOptions, DryRunReport, Outcome, TargetArg};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -129,9 +129,10 @@ pub fn print_diagnostics(diags: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let level = if d.is_error() { "error" } else { "warning" };
-        let _ = writeln!(err, "{level}[{}]: {}", d.code, d.message);
+        // Messages carry plan text and command output: escaped.
+        let _ = writeln!(err, "{level}[{}]: {}", d.code, printable_lines(&d.message));
         if let Some(h) = &d.help {
-            let _ = writeln!(err, "  help: {h}");
+            let _ = writeln!(err, "  help: {}", printable_lines(h));
         }
     }
 }
@@ -194,7 +195,8 @@ pub fn run(args: ApplyArgs) -> u8 {
         dry_run: None,
         manual: Box::new(|text: &str| {
             ask(&format!(
-                "manual action: {text}\nPress Enter when done, or type `fail`: "
+                "manual action: {}\nPress Enter when done, or type `fail`: ",
+                printable(text)
             ))
             .is_some_and(|a| a != "fail")
         }),
@@ -293,9 +295,9 @@ fn finish(
             // The last word: this recovery is partial.
             eprintln!(
                 "recovered by stage {} with {}: {}{}",
-                stage,
+                printable(stage),
                 rplan_runtime::events::non_critical_failures(failed_steps.len()),
-                failed_steps.join(", "),
+                printable(&failed_steps.join(", ")),
                 if strict { " (--strict: exit 5)" } else { "" }
             );
         }

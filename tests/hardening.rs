@@ -666,3 +666,70 @@ fn zstd_artifacts_check_as_they_restore() {
     let run = check(&artifact_plan(d, "s.zst", "raw", "1MiB", &want)).code(1);
     assert!(run.stdout.contains("use `format: raw-zstd`"), "{}", run.stdout);
 }
+
+#[test]
+fn plan_text_and_command_output_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = no_disk_plan(
+        dir.path(),
+        "esc",
+        "\x20\x20- { id: sm, kind: safe-mode, actions: [ { run: [sh, -c, 'printf \"\\033[2J\\033]0;owned\\007boom\" >&2; exit 1'] } ] }\n\
+\x20\x20- { id: lkg, kind: last-known-good, actions: [ { run: [/bin/true] } ] }\n",
+    );
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ])
+        .run()
+        .code(0);
+    assert!(run.stderr.contains("boom"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains('\x1b') && !run.stderr.contains('\x07'),
+        "{:?}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\\u{1b}[2J"), "{}", run.stderr);
+}
+
+#[test]
+fn an_escape_sequence_in_the_plan_name_cannot_hide_the_disk_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 96 * MIB);
+    let plan = restore_plan(dir.path());
+    // ESC [8m: everything after it invisible; ESC [2J: the screen cleared.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, text.replace("name: big", "name: \"big\\e[8m\\e[2J\"")).unwrap();
+    let cmd = format!(
+        "{} {}",
+        bin(),
+        apply_args(&plan, &[("d0", &img)], &dir.path().join("j"))
+            .iter()
+            .filter(|a| *a != "--yes")
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // A terminal to be asked on: `script` gives rplan a pty; we answer no.
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"no\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Type `yes` to go on"), "{screen:?}");
+    assert!(screen.contains(&format!("d0 = {}", img.display())), "{screen:?}");
+    assert!(!screen.contains('\x1b'), "{screen:?}");
+    assert!(screen.contains("big\\u{1b}[8m"), "{screen:?}");
+    assert_eq!(sha(&img), sha(&image(dir.path(), "blank.img", 96 * MIB)));
+}

@@ -10,7 +10,7 @@
 //! stage, a failed non-critical step is reported and skips only what
 //! depends on it (the seed: ASR restores at least the disks needed to boot).
 
-use crate::events::{Event, Observer, Throttle};
+use crate::events::{printable, Event, Observer, Throttle};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
 use crate::mkfs::{self, FormatOptions, Holes};
@@ -246,10 +246,15 @@ fn prepare(
         .map(|t| (t.disk.clone(), t.path.display().to_string()))
         .collect();
     if let Some(confirm) = opts.confirm.as_mut().filter(|_| !simulate) {
-        let list: Vec<String> = pairs.iter().map(|(d, p)| format!("  {d} = {p}")).collect();
+        // Plan text and paths escaped: an ESC sequence in a name must not
+        // hide the list of disks about to be overwritten.
+        let list: Vec<String> = pairs
+            .iter()
+            .map(|(d, p)| format!("  {} = {}", printable(d), printable(p)))
+            .collect();
         let question = format!(
             "rplan will try the stages of `{}` in order; its ASR stage overwrites the partition tables and partitions of:\n{}\n",
-            plan.name,
+            printable(&plan.name),
             list.join("\n")
         );
         if !confirm(&question) {
