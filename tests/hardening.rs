@@ -733,3 +733,67 @@ fn an_escape_sequence_in_the_plan_name_cannot_hide_the_disk_list() {
     assert!(screen.contains("big\\u{1b}[8m"), "{screen:?}");
     assert_eq!(sha(&img), sha(&image(dir.path(), "blank.img", 96 * MIB)));
 }
+
+#[test]
+fn the_journal_never_follows_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = no_disk_plan(
+        dir.path(),
+        "link",
+        "\x20\x20- { id: sm, kind: safe-mode, actions: [ { run: [/bin/true] } ] }\n",
+    );
+    let j = dir.path().join("j");
+    let run = |j: &Path| {
+        Rplan::new()
+            .args([
+                "apply",
+                p.to_str().unwrap(),
+                "--yes",
+                "--journal",
+                j.to_str().unwrap(),
+            ])
+            .run()
+    };
+    run(&j).code(0);
+    let journal = journal_file(&j);
+    std::fs::remove_file(&journal).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, &journal).unwrap();
+    let out = run(&j);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn mkfs_temp_files_do_not_outlive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = preflight_plan(dir.path());
+    let img = image(dir.path(), "d.img", 32 * MIB);
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let run = Rplan::new()
+        .args(apply_args(&p, &[("d0", &img)], &dir.path().join("j")))
+        .args(["--temp-dir", temp.to_str().unwrap()])
+        .env("RPLAN_CRASH_AT", "asr/d0/f/format:1")
+        .run();
+    assert_ne!(run.code, 0, "no crash: {}", run.stderr);
+    let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // And the resumed run formats as usual, through the same unnamed file.
+    apply(
+        &p,
+        &[("d0", &img)],
+        &dir.path().join("j"),
+        &["--resume", "--temp-dir", temp.to_str().unwrap()],
+    )
+    .code(0);
+    let fs = dir.path().join("f.fs");
+    let t = tool("sfdisk", &["--json", img.to_str().unwrap()]);
+    let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+    let start = t["partitiontable"]["partitions"][1]["start"].as_u64().unwrap() * 512;
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&fs, &bytes[start as usize..(start + 16 * MIB) as usize]).unwrap();
+    tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
+}
