@@ -797,3 +797,50 @@ fn mkfs_temp_files_do_not_outlive_a_crash() {
     std::fs::write(&fs, &bytes[start as usize..(start + 16 * MIB) as usize]).unwrap();
     tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
 }
+
+#[test]
+fn two_thousand_fat_files_install_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "one of many\r\n").unwrap();
+    let mut files = String::new();
+    for d in 0..20 {
+        for f in 0..100 {
+            files.push_str(&format!(
+                "            - {{ artifact: f, to: /dir{d:02}/file{f:03}.txt }}\n"
+            ));
+        }
+    }
+    let p = dir.path().join("many.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: many\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+backup: {{ id: b, root: ., artifacts: [ {{ id: f, path: f.txt, format: file, size: 13, sha256: {} }} ] }}\n\
+disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x05060708\"\n    size: 128MiB\n    partitions:\n      - id: boot\n        size: 64MiB\n        type: fat32\n        content:\n          format: {{ fs: fat32, label: BOOT }}\n          files:\n{files}\
+stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n",
+            sha(&dir.path().join("f.txt"))
+        ),
+    )
+    .unwrap();
+    let img = image(dir.path(), "d.img", 128 * MIB);
+    let started = Instant::now();
+    apply(&p, &[("d0", &img)], &dir.path().join("j"), &[]).code(0);
+    // Generous: one file at a time took over a minute.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    let fs = dir.path().join("boot.fs");
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&fs, &bytes[MIB as usize..(65 * MIB) as usize]).unwrap();
+    tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
+    let listing = tool("mdir", &["-i", fs.to_str().unwrap(), "-/", "-b", "::/"]);
+    let txt = listing
+        .lines()
+        .filter(|l| l.to_lowercase().ends_with(".txt"))
+        .count();
+    assert_eq!(txt, 2000, "{listing}");
+    let one = tool("mtype", &["-i", fs.to_str().unwrap(), "::/dir19/file099.txt"]);
+    assert_eq!(one, "one of many\r\n");
+}

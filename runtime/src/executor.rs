@@ -1401,23 +1401,7 @@ impl Run<'_> {
             sources.push((f.to.clone(), path, expected));
         }
         self.with_place(step, |dev, _| {
-            for (to, path, expected) in &sources {
-                let mut file = std::fs::File::open(path)
-                    .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
-                crate::fat::install_file(Region::whole(&mut *dev), to, &mut file)
-                    .map_err(|e| (codes::IO_FAILED, format!("installing {to}: {e}")))?;
-                // Read it back through the filesystem: verify every byte.
-                let mut sink = HashingSink::default();
-                crate::fat::read_file(Region::whole(&mut *dev), to, &mut sink)
-                    .map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back {to}: {e}")))?;
-                if sink.hasher.finalize().as_slice() != expected.sha256 {
-                    return Err((
-                        codes::VERIFY_MISMATCH,
-                        format!("{to} reads back different from artifact {}", path.display()),
-                    )
-                        .into());
-                }
-            }
+            install_and_check(dev, &sources)?;
             let len = dev.len();
             let fp = hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
             Ok(StepOk::Done {
@@ -1524,6 +1508,80 @@ impl Run<'_> {
                 fingerprint: Some(got),
             })
         })
+    }
+}
+
+/// Install every file into the FAT filesystem on `dev` in one pass, then
+/// read them all back through the filesystem in one more and compare each
+/// with its artifact's sha256.
+fn install_and_check(
+    dev: &mut dyn Device,
+    sources: &[(String, PathBuf, Expected)],
+) -> Result<(), StepError> {
+    // Opened one at a time as fatfs reads them: thousands of files must not
+    // mean thousands of open descriptors.
+    let mut opened: Vec<LazyArtifact> = sources
+        .iter()
+        .map(|(_, path, _)| LazyArtifact {
+            path: path.clone(),
+            file: None,
+            done: false,
+        })
+        .collect();
+    let mut files: Vec<(&str, &mut dyn Read)> = sources
+        .iter()
+        .zip(opened.iter_mut())
+        .map(|((to, _, _), f)| (to.as_str(), f as &mut dyn Read))
+        .collect();
+    crate::fat::install_files(Region::whole(&mut *dev), &mut files)
+        .map_err(|e| (codes::IO_FAILED, format!("installing files: {e}")))?;
+    // Read them back through the filesystem: verify every byte.
+    let mut sinks: Vec<HashingSink> = sources.iter().map(|_| HashingSink::default()).collect();
+    let mut reads: Vec<(&str, &mut dyn Write)> = sources
+        .iter()
+        .zip(sinks.iter_mut())
+        .map(|((to, _, _), s)| (to.as_str(), s as &mut dyn Write))
+        .collect();
+    crate::fat::read_files(Region::whole(&mut *dev), &mut reads)
+        .map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back: {e}")))?;
+    for ((to, path, expected), sink) in sources.iter().zip(sinks) {
+        if sink.hasher.finalize().as_slice() != expected.sha256 {
+            return Err((
+                codes::VERIFY_MISMATCH,
+                format!("{to} reads back different from artifact {}", path.display()),
+            )
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// An artifact file opened on its first read and closed at its end.
+struct LazyArtifact {
+    path: PathBuf,
+    file: Option<Box<dyn Read + Send>>,
+    done: bool,
+}
+
+impl Read for LazyArtifact {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                restore::open_artifact(&self.path, ArtifactFormat::File).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+                })?,
+            ),
+        };
+        let n = file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.file = None;
+            self.done = true;
+        }
+        Ok(n)
     }
 }
 

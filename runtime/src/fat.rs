@@ -80,45 +80,77 @@ pub fn install_file<T: Read + Write + Seek>(
     to: &str,
     src: &mut dyn Read,
 ) -> Result<u64, FatError> {
-    let parts = components(to)?;
-    let Some((name, parents)) = parts.split_last() else {
-        return Err(invalid(to, "it names no file"));
-    };
+    let written = install_files(fs_window, &mut [(to, src)])?;
+    Ok(written.first().copied().unwrap_or(0))
+}
+
+/// [`install_file`] for many files in one pass: the filesystem is opened
+/// and closed once (2 000 files one by one meant 2 000 mounts and FAT
+/// flushes), then the directories made are repaired once each. Returns
+/// the bytes written per file, in order.
+pub fn install_files<T: Read + Write + Seek>(
+    fs_window: T,
+    files: &mut [(&str, &mut dyn Read)],
+) -> Result<Vec<u64>, FatError> {
     // fatfs gets `&mut` so the window is still ours for the repair below.
     let mut fs_window = fs_window;
     let fs = open(&mut fs_window)?;
-    let mut short_names = Vec::with_capacity(parents.len());
-    let written = {
-        let mut dir = fs.root_dir();
-        let mut so_far = String::new();
-        for part in parents {
-            so_far.push('/');
-            so_far.push_str(part);
-            let child = dir
-                .create_dir(part)
-                .map_err(io_context(format!("creating directory {so_far}")))?;
-            short_names.push(
-                short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?,
-            );
-            dir = child;
+    let mut repairs: Vec<Vec<[u8; 11]>> = Vec::new();
+    let mut written = Vec::with_capacity(files.len());
+    for (to, src) in files.iter_mut() {
+        let (n, short_names) = create_one(&fs, to, &mut **src)?;
+        written.push(n);
+        // Each directory path once; a prefix of a longer one is repaired
+        // on the way to it, but repairing it again is cheap and harmless.
+        if !short_names.is_empty() && !repairs.contains(&short_names) {
+            repairs.push(short_names);
         }
-        let mut file = dir
-            .create_file(name)
-            .map_err(io_context(format!("creating {to}")))?;
-        // create_file opens an existing file as is: cut it to nothing first.
-        file.truncate()
-            .map_err(io_context(format!("truncating {to}")))?;
-        let written = copy_limited(src, &mut file, to)?;
-        file.flush().map_err(io_context(format!("writing {to}")))?;
-        written
-    };
+    }
     // Unmount explicitly: dropping the filesystem would swallow errors from
     // the final FSInfo and dirty-flag writes.
     fs.unmount()
         .map_err(io_context("closing the FAT filesystem"))?;
-    dot_entries::repair_path(&mut fs_window, &short_names)
-        .map_err(io_context(format!("repairing the directories of {to}")))?;
+    for path in &repairs {
+        dot_entries::repair_path(&mut fs_window, path)
+            .map_err(io_context("repairing the directories made"))?;
+    }
     Ok(written)
+}
+
+/// One file into an open filesystem; its size and the short names of its
+/// parent directories (for the repair).
+fn create_one<T: Read + Write + Seek>(
+    fs: &FileSystem<T>,
+    to: &str,
+    src: &mut dyn Read,
+) -> Result<(u64, Vec<[u8; 11]>), FatError> {
+    let parts = components(to)?;
+    let Some((name, parents)) = parts.split_last() else {
+        return Err(invalid(to, "it names no file"));
+    };
+    let mut short_names = Vec::with_capacity(parents.len());
+    let mut dir = fs.root_dir();
+    let mut so_far = String::new();
+    for part in parents {
+        so_far.push('/');
+        so_far.push_str(part);
+        let child = dir
+            .create_dir(part)
+            .map_err(io_context(format!("creating directory {so_far}")))?;
+        short_names.push(
+            short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?,
+        );
+        dir = child;
+    }
+    let mut file = dir
+        .create_file(name)
+        .map_err(io_context(format!("creating {to}")))?;
+    // create_file opens an existing file as is: cut it to nothing first.
+    file.truncate()
+        .map_err(io_context(format!("truncating {to}")))?;
+    let written = copy_limited(src, &mut file, to)?;
+    file.flush().map_err(io_context(format!("writing {to}")))?;
+    Ok((written, short_names))
 }
 
 /// The 8.3 name fatfs gave directory `name` in `parent`, in the 11-byte
@@ -172,6 +204,35 @@ pub fn read_file<T: Read + Write + Seek>(
     fs.unmount()
         .map_err(io_context("closing the FAT filesystem"))?;
     Ok(copied)
+}
+
+/// [`read_file`] for many files in one pass (one mount): each file's
+/// bytes go to its own sink.
+pub fn read_files<T: Read + Write + Seek>(
+    fs_window: T,
+    files: &mut [(&str, &mut dyn Write)],
+) -> Result<Vec<u64>, FatError> {
+    let fs = open(fs_window)?;
+    let mut sizes = Vec::with_capacity(files.len());
+    for (path, sink) in files.iter_mut() {
+        let rel = components(path)?.join("/");
+        if rel.is_empty() {
+            return Err(invalid(path, "it names no file"));
+        }
+        let mut file = fs.root_dir().open_file(&rel).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => FatError::NotFound {
+                path: path.to_string(),
+            },
+            _ => FatError::Io {
+                context: format!("opening {path}"),
+                source: e,
+            },
+        })?;
+        sizes.push(io::copy(&mut file, sink).map_err(io_context(format!("reading {path}")))?);
+    }
+    fs.unmount()
+        .map_err(io_context("closing the FAT filesystem"))?;
+    Ok(sizes)
 }
 
 fn open<T: Read + Write + Seek>(mut fs_window: T) -> Result<FileSystem<T>, FatError> {
