@@ -844,3 +844,39 @@ stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {
     let one = tool("mtype", &["-i", fs.to_str().unwrap(), "::/dir19/file099.txt"]);
     assert_eq!(one, "one of many\r\n");
 }
+
+#[test]
+fn the_readme_exit_code_table_holds_for_usage_and_io() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Exit codes")
+        .nth(1)
+        .expect("README has an Exit codes section");
+    for code in 0..=5 {
+        assert!(section.contains(&format!("\n| {code} |")), "code {code}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 2: usage and I/O.
+    Rplan::new().arg("frobnicate").run().code(2);
+    Rplan::new().args(["apply", "x.yaml", "--no-such-flag"]).run().code(2);
+    Rplan::new().args(["check", "/nonexistent/plan.yaml"]).run().code(2);
+    Rplan::new().args(["apply", "/nonexistent/plan.yaml", "--yes"]).run().code(2);
+    Rplan::new()
+        .args(["rules", "--rules", "/nonexistent/rules.yaml"])
+        .run()
+        .code(2);
+    let plan = root().join("examples/workstation-mbr.yaml");
+    Rplan::new()
+        .args(["compile", plan.to_str().unwrap(), "--no-artifacts", "-o", "/nonexistent/x.json"])
+        .run()
+        .code(2);
+    // 1: not a compiled plan; 0: the read-only commands.
+    std::fs::write(d.join("c.json"), "{\"x\": 1}").unwrap();
+    Rplan::new()
+        .args(["apply", d.join("c.json").to_str().unwrap(), "--yes"])
+        .run()
+        .code(1);
+    Rplan::new().args(["schema", "plan"]).run().code(0);
+    Rplan::new().arg("rules").run().code(0);
+}
