@@ -285,11 +285,14 @@ fn finish(
         }
     }
     print_diagnostics(diags);
-    if let (EventFormat::Human, Outcome::Recovered {
-        stage,
-        failed_steps,
-        ..
-    }) = (format, outcome)
+    if let (
+        EventFormat::Human,
+        Outcome::Recovered {
+            stage,
+            failed_steps,
+            ..
+        },
+    ) = (format, outcome)
     {
         if !failed_steps.is_empty() && report.is_none() {
             // The last word: this recovery is partial.

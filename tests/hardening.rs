@@ -53,11 +53,7 @@ fn result(run: &Run) -> serde_json::Value {
 }
 
 fn cmp(a: &Path, b: &Path) {
-    let out = Command::new("cmp")
-        .arg(a)
-        .arg(b)
-        .output()
-        .expect("cmp");
+    let out = Command::new("cmp").arg(a).arg(b).output().expect("cmp");
     assert!(
         out.status.success(),
         "{} and {} differ: {}",
@@ -94,7 +90,11 @@ fn resume_after_a_crash_mid_restore_finishes_the_asr_stage() {
     let plan = restore_plan(dir.path());
     let reference = image(dir.path(), "ref.img", 96 * MIB);
     let run = Rplan::new()
-        .args(apply_args(&plan, &[("d0", &reference)], &dir.path().join("jref")))
+        .args(apply_args(
+            &plan,
+            &[("d0", &reference)],
+            &dir.path().join("jref"),
+        ))
         .args(["--format", "json"])
         .env("PROBE_IMG", reference.to_str().unwrap())
         .run()
@@ -158,7 +158,10 @@ fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
             "root: backups/",
             &format!("root: {}/examples/backups/", root().display()),
         );
-    let p = dir.join(format!("{name}-{}.yaml", probe_disk.file_name().unwrap().to_string_lossy()));
+    let p = dir.join(format!(
+        "{name}-{}.yaml",
+        probe_disk.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -198,7 +201,11 @@ fn resume_after_a_crash_inside_an_mbr_table_write_needs_no_force() {
             &["--resume", "--skip-manual"],
         );
         assert_eq!(run.code, 0, "killed at write {n}: {}", run.stderr);
-        assert_eq!(sha(&img), want, "killed at write {n}: resumed image differs");
+        assert_eq!(
+            sha(&img),
+            want,
+            "killed at write {n}: resumed image differs"
+        );
         let t = tool("sfdisk", &["-d", img.to_str().unwrap()]);
         assert!(t.contains("label-id: 0x1a2b3c4d"), "{t}");
     }
@@ -232,7 +239,13 @@ fn resume_with_nothing_to_resume_is_refused() {
     let img = image(dir.path(), "d.img", 96 * MIB);
     let blank = sha(&img);
     // No journal at all.
-    let run = apply(&plan, &[("d0", &img)], &dir.path().join("none"), &["--resume"]).code(4);
+    let run = apply(
+        &plan,
+        &[("d0", &img)],
+        &dir.path().join("none"),
+        &["--resume"],
+    )
+    .code(4);
     assert!(
         run.stderr.contains("RP0710") && run.stderr.contains("nothing to resume"),
         "{}",
@@ -261,7 +274,13 @@ fn resume_with_nothing_to_resume_is_refused() {
         .env("PROBE_IMG", fresh.to_str().unwrap())
         .run()
         .code(0);
-    let run = apply(&plan, &[("d0", &fresh)], &done.path().join("j"), &["--resume"]).code(4);
+    let run = apply(
+        &plan,
+        &[("d0", &fresh)],
+        &done.path().join("j"),
+        &["--resume"],
+    )
+    .code(4);
     assert!(run.stderr.contains("nothing to resume"), "{}", run.stderr);
 }
 
@@ -271,7 +290,11 @@ fn a_torn_last_journal_record_is_cut_off_and_a_damaged_one_reported() {
     let plan = restore_plan(dir.path());
     let reference = image(dir.path(), "ref.img", 96 * MIB);
     Rplan::new()
-        .args(apply_args(&plan, &[("d0", &reference)], &dir.path().join("jref")))
+        .args(apply_args(
+            &plan,
+            &[("d0", &reference)],
+            &dir.path().join("jref"),
+        ))
         .env("PROBE_IMG", reference.to_str().unwrap())
         .run()
         .code(0);
@@ -378,7 +401,11 @@ fn time_limits_hold_when_a_descendant_keeps_the_output_open() {
         started.elapsed()
     );
     assert_eq!(result(&run)["stage"], "lkg", "{}", run.stdout);
-    assert!(run.stdout.contains("did not finish within 2s"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("did not finish within 2s"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -615,7 +642,11 @@ fn artifacts_are_regular_files_inside_the_backup_root() {
     let started = Instant::now();
     let run = check(&artifact_plan(d, "huge.img", "raw", "1MiB", ZEROS)).code(1);
     assert!(has_code(&run, "RP0504"), "{}", run.stdout);
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn zstd_of(data: &[u8], args: &[&str]) -> Vec<u8> {
@@ -664,7 +695,11 @@ fn zstd_artifacts_check_as_they_restore() {
     assert!(run.stdout.contains(&want), "{}", run.stdout);
     // `format: raw` on a zstd file.
     let run = check(&artifact_plan(d, "s.zst", "raw", "1MiB", &want)).code(1);
-    assert!(run.stdout.contains("use `format: raw-zstd`"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("use `format: raw-zstd`"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -702,7 +737,11 @@ fn an_escape_sequence_in_the_plan_name_cannot_hide_the_disk_list() {
     let plan = restore_plan(dir.path());
     // ESC [8m: everything after it invisible; ESC [2J: the screen cleared.
     let text = std::fs::read_to_string(&plan).unwrap();
-    std::fs::write(&plan, text.replace("name: big", "name: \"big\\e[8m\\e[2J\"")).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace("name: big", "name: \"big\\e[8m\\e[2J\""),
+    )
+    .unwrap();
     let cmd = format!(
         "{} {}",
         bin(),
@@ -728,7 +767,10 @@ fn an_escape_sequence_in_the_plan_name_cannot_hide_the_disk_list() {
         .unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(screen.contains("Type `yes` to go on"), "{screen:?}");
-    assert!(screen.contains(&format!("d0 = {}", img.display())), "{screen:?}");
+    assert!(
+        screen.contains(&format!("d0 = {}", img.display())),
+        "{screen:?}"
+    );
     assert!(!screen.contains('\x1b'), "{screen:?}");
     assert!(screen.contains("big\\u{1b}[8m"), "{screen:?}");
     assert_eq!(sha(&img), sha(&image(dir.path(), "blank.img", 96 * MIB)));
@@ -792,7 +834,10 @@ fn mkfs_temp_files_do_not_outlive_a_crash() {
     let fs = dir.path().join("f.fs");
     let t = tool("sfdisk", &["--json", img.to_str().unwrap()]);
     let t: serde_json::Value = serde_json::from_str(&t).unwrap();
-    let start = t["partitiontable"]["partitions"][1]["start"].as_u64().unwrap() * 512;
+    let start = t["partitiontable"]["partitions"][1]["start"]
+        .as_u64()
+        .unwrap()
+        * 512;
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(&fs, &bytes[start as usize..(start + 16 * MIB) as usize]).unwrap();
     tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
@@ -841,7 +886,10 @@ stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {
         .filter(|l| l.to_lowercase().ends_with(".txt"))
         .count();
     assert_eq!(txt, 2000, "{listing}");
-    let one = tool("mtype", &["-i", fs.to_str().unwrap(), "::/dir19/file099.txt"]);
+    let one = tool(
+        "mtype",
+        &["-i", fs.to_str().unwrap(), "::/dir19/file099.txt"],
+    );
     assert_eq!(one, "one of many\r\n");
 }
 
@@ -859,16 +907,31 @@ fn the_readme_exit_code_table_holds_for_usage_and_io() {
     let d = dir.path();
     // 2: usage and I/O.
     Rplan::new().arg("frobnicate").run().code(2);
-    Rplan::new().args(["apply", "x.yaml", "--no-such-flag"]).run().code(2);
-    Rplan::new().args(["check", "/nonexistent/plan.yaml"]).run().code(2);
-    Rplan::new().args(["apply", "/nonexistent/plan.yaml", "--yes"]).run().code(2);
+    Rplan::new()
+        .args(["apply", "x.yaml", "--no-such-flag"])
+        .run()
+        .code(2);
+    Rplan::new()
+        .args(["check", "/nonexistent/plan.yaml"])
+        .run()
+        .code(2);
+    Rplan::new()
+        .args(["apply", "/nonexistent/plan.yaml", "--yes"])
+        .run()
+        .code(2);
     Rplan::new()
         .args(["rules", "--rules", "/nonexistent/rules.yaml"])
         .run()
         .code(2);
     let plan = root().join("examples/workstation-mbr.yaml");
     Rplan::new()
-        .args(["compile", plan.to_str().unwrap(), "--no-artifacts", "-o", "/nonexistent/x.json"])
+        .args([
+            "compile",
+            plan.to_str().unwrap(),
+            "--no-artifacts",
+            "-o",
+            "/nonexistent/x.json",
+        ])
         .run()
         .code(2);
     // 1: not a compiled plan; 0: the read-only commands.

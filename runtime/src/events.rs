@@ -146,10 +146,7 @@ impl Observer for Human {
 
 /// "1 non-critical failure", "2 non-critical failures".
 pub fn non_critical_failures(n: usize) -> String {
-    format!(
-        "{n} non-critical failure{}",
-        if n == 1 { "" } else { "s" }
-    )
+    format!("{n} non-critical failure{}", if n == 1 { "" } else { "s" })
 }
 
 /// For tools: JSON lines on stdout.

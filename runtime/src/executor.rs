@@ -420,7 +420,11 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
             refuse(format!(
                 "nothing to resume: the last apply of `{}` {} ({})",
                 plan.name,
-                if ok { "recovered" } else { "ended with every stage failed" },
+                if ok {
+                    "recovered"
+                } else {
+                    "ended with every stage failed"
+                },
                 journal_path.display()
             ))
             .help("to apply again, run without --resume"),
@@ -429,7 +433,8 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
             // Another version of the plan (same name, another hash)?
             let others = other_journals(journal_path);
             let help = if others.is_empty() {
-                "check --journal DIR: it must be the directory the interrupted apply used".to_string()
+                "check --journal DIR: it must be the directory the interrupted apply used"
+                    .to_string()
             } else {
                 format!(
                     "found a journal of another version of this plan (a different plan hash): {}; resume needs the very plan that was interrupted",
@@ -449,8 +454,7 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
 
 /// Journals next to `path` of a plan with the same name but another hash.
 fn other_journals(path: &Path) -> Vec<String> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-    else {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Vec::new();
     };
     // `<name>-<16 hex>.jsonl`: the plan's part is before the last `-`.
@@ -919,10 +923,7 @@ impl Run<'_> {
             Err(Diagnostic::error(
                 codes::COMMAND_FAILED,
                 "",
-                format!(
-                    "{} (before the interruption)",
-                    message.unwrap_or("failed")
-                ),
+                format!("{} (before the interruption)", message.unwrap_or("failed")),
             ))
         })
     }
@@ -1044,8 +1045,9 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &CStep, deadline: Option<Instant>) -> StepResult {
-        let remaining =
-            deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        let remaining = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         match step.kind {
             StepKind::Run | StepKind::Manual | StepKind::Probe if self.opts.dry_run.is_some() => {
                 // A dry-run runs no commands and asks no one: the stages

@@ -137,9 +137,8 @@ fn create_one<T: Read + Write + Seek>(
         let child = dir
             .create_dir(part)
             .map_err(io_context(format!("creating directory {so_far}")))?;
-        short_names.push(
-            short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?,
-        );
+        short_names
+            .push(short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?);
         dir = child;
     }
     let mut file = dir

@@ -16,7 +16,6 @@ use rplan_compiler::{codes, Diagnostic};
 use std::io::Read;
 use std::path::Path;
 
-
 /// Every artifact: a regular file (not a device, FIFO or directory, which
 /// would be read forever or block), of the plan's size if raw, and of the
 /// kind the plan says (a zstd file is not `raw`).

@@ -57,11 +57,20 @@ pub fn run(argv: &[String], timeout: Duration) -> Outcome {
         let _ = child.wait();
         return Outcome::NotStarted(format!("{program}: process id out of range"));
     };
-    let tails = [Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new()))];
+    let tails = [
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    ];
     let (eof_tx, eof_rx) = mpsc::channel::<()>();
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
     for (stream, tail) in streams.into_iter().zip(&tails) {
         let (tail, eof) = (Arc::clone(tail), eof_tx.clone());

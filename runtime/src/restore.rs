@@ -18,8 +18,8 @@
 use crate::target::Device;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
@@ -374,7 +374,9 @@ pub fn open_artifact(
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file (a device, FIFO or directory)"));
+        return Err(io::Error::other(
+            "not a regular file (a device, FIFO or directory)",
+        ));
     }
     match format {
         // No BufReader: restore reads in 4 MiB pieces already, and a

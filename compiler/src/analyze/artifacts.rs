@@ -211,7 +211,8 @@ pub fn zstd_window(head: &[u8]) -> Option<u64> {
 /// device or FIFO, read forever), zstd if and only if `raw-zstd`, and a
 /// zstd window rplan decodes.
 fn check_kind(path: &Path, format: ArtifactFormat, ap: &str) -> Result<(), Diagnostic> {
-    let kind = |message: String| Diagnostic::error(codes::ARTIFACT_KIND, format!("{ap}/format"), message);
+    let kind =
+        |message: String| Diagnostic::error(codes::ARTIFACT_KIND, format!("{ap}/format"), message);
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(()); // missing: reported by the hashing
     };
@@ -219,7 +220,10 @@ fn check_kind(path: &Path, format: ArtifactFormat, ap: &str) -> Result<(), Diagn
         return Err(Diagnostic::error(
             codes::ARTIFACT_KIND,
             format!("{ap}/path"),
-            format!("artifact {} is not a regular file (a device, FIFO or directory)", path.display()),
+            format!(
+                "artifact {} is not a regular file (a device, FIFO or directory)",
+                path.display()
+            ),
         )
         .help("artifacts are regular files inside `backup.root`"));
     }
