@@ -451,8 +451,11 @@ fn run_mkfs(path: &Path, fs: Fs, opts: &FormatOptions<'_>) -> Result<String, Mkf
             // mkntfs has no serial option; ntfslabel rewrites the serial in
             // both boot sectors and nothing else.
             let mut relabel = tool(NTFS_SERIAL_TOOL)?;
+            // --force: the mount check resolves the path, and an unnamed
+            // temp file's /proc/<pid>/fd/<n> resolves to a deleted name;
+            // the file is ours and mounted nowhere.
             relabel
-                .arg("-q")
+                .args(["-q", "--force"])
                 .arg(format!("--new-serial={serial:016x}"))
                 .arg(path);
             run(NTFS_SERIAL_TOOL, &mut relabel)?;
