@@ -92,6 +92,12 @@ pub fn install_files<T: Read + Write + Seek>(
     fs_window: T,
     files: &mut [(&str, &mut dyn Read)],
 ) -> Result<Vec<u64>, FatError> {
+    // Every path is checked before the filesystem is touched.
+    for (to, _) in files.iter() {
+        if components(to)?.is_empty() {
+            return Err(invalid(to, "it names no file"));
+        }
+    }
     // fatfs gets `&mut` so the window is still ours for the repair below.
     let mut fs_window = fs_window;
     let fs = open(&mut fs_window)?;
