@@ -317,15 +317,15 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
     for s in &r.steps {
         if s.stage != stage {
             stage = &s.stage;
-            let _ = writeln!(out, "  stage {stage}");
+            let _ = writeln!(out, "  stage {}", printable(stage));
         }
         let _ = writeln!(
             out,
             "    +{:>6}  {:<9} {}  ({})",
             duration(at),
             s.outcome,
-            s.step,
-            s.description
+            printable(&s.step),
+            printable(&s.description)
         );
         at = at.saturating_add(s.estimate_s);
     }
@@ -333,7 +333,7 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
         out,
         "\nescalation: {}",
         match outcome {
-            Outcome::Recovered { stage, .. } => format!("recovered by stage {stage}"),
+            Outcome::Recovered { stage, .. } => format!("recovered by stage {}", printable(stage)),
             Outcome::AllFailed { .. } => "every stage fails".to_string(),
             _ => "stopped".to_string(),
         }
@@ -347,8 +347,8 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
         let _ = writeln!(
             out,
             "\n{} = {}: {}",
-            d.disk,
-            d.target,
+            printable(&d.disk),
+            printable(&d.target),
             if d.changes.is_empty() {
                 "no change".to_string()
             } else if d.table_unchanged {
@@ -371,7 +371,8 @@ fn render_report(r: &DryRunReport, outcome: &Outcome) -> String {
         for (what, lo, hi, bytes) in groups {
             let _ = writeln!(
                 out,
-                "  {what}: {} would change, between byte {lo} and {hi}",
+                "  {}: {} would change, between byte {lo} and {hi}",
+                printable(what),
                 human_bytes(bytes)
             );
         }

@@ -210,7 +210,7 @@ impl Throttle {
     }
 
     pub fn due(&mut self, done: u64) -> bool {
-        if done >= self.last + self.every {
+        if done >= self.last.saturating_add(self.every) {
             self.last = done;
             true
         } else {
