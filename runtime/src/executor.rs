@@ -702,6 +702,19 @@ impl Run<'_> {
             // that had failed is not tried again (its probe might pass now,
             // over a half-done ASR).
             let recorded = self.recorded_stage(stage);
+            if recorded == Some(false) {
+                self.reports.push(
+                    Diagnostic::warning(
+                        codes::JOURNAL_MISMATCH,
+                        "",
+                        format!(
+                            "stage `{}` failed before the interruption; resumed, it is not tried again",
+                            stage.id
+                        ),
+                    )
+                    .help("its failure is in the journal; a probe might pass now only because of the half-done later stage"),
+                );
+            }
             let ok = match recorded {
                 Some(ok) => ok,
                 None => match self.stage(stage) {
