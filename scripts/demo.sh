@@ -42,7 +42,7 @@ sed -e "s|/usr/local/sbin/|$work/bin/|g" -e "s|root: backups/|root: $PWD/example
 truncate -s 1G "$work/disk0.img"
 
 echo "== rplan apply (onto a sparse 1 GiB image)"
-$rplan apply "$work/plan.yaml" --target disk0="$work/disk0.img" --yes --journal "$work/journal" </dev/null
+$rplan apply "$work/plan.yaml" --target disk0="$work/disk0.img" --yes --skip-manual --journal "$work/journal" </dev/null
 echo "== the result, as outside tools see it"
 sfdisk --dump "$work/disk0.img"
 boot=$((526336 * 512))

@@ -2,15 +2,17 @@
 //! (JSON, checked for staleness), then hand it to the runtime executor with
 //! the operator's answers wired to the terminal.
 
-use crate::{compiled, exit, CompileFlags};
+use crate::{exit, CompileFlags};
 use rplan_compiler::{codes, CompiledPlan, Diagnostic};
-use rplan_runtime::events::{Human, Json, Observer};
+use rplan_runtime::events::{printable, printable_lines, Human, Json, Observer};
 use rplan_runtime::executor::{self, ApplyOptions, DryRunReport, Outcome, TargetArg};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 pub const REFUSED: u8 = 4;
 pub const ALL_FAILED: u8 = 3;
+/// `--strict`: a stage recovered, but non-critical steps of it failed.
+pub const PARTIAL: u8 = 5;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -28,6 +30,12 @@ pub struct ApplyArgs {
     /// Overwrite a target that carries another disk's partition table.
     #[arg(long)]
     force: bool,
+    /// Count every `manual` action as failed instead of asking. Without a
+    /// terminal (nobody to answer), a plan with manual actions is refused
+    /// (exit 4) unless this is given: the ladder then goes on to the next
+    /// stage, which may be a destructive ASR.
+    #[arg(long)]
+    skip_manual: bool,
     /// Where the journal lives (default: /var/lib/rplan/journal as root,
     /// else $XDG_STATE_HOME/rplan/journal).
     #[arg(long, value_name = "DIR")]
@@ -72,7 +80,13 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
     })?;
     let looks_compiled = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !looks_compiled {
-        return compiled(path, flags);
+        let plan = crate::compiled_for_apply(path, flags, REFUSED)?;
+        // --no-artifacts skipped the hashing, not the cheap checks: a
+        // missing, truncated or special file is refused before any write.
+        if flags.no_artifacts {
+            refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
+        }
+        return Ok(plan);
     }
     let plan: CompiledPlan = serde_json::from_slice(&text).map_err(|e| {
         eprintln!(
@@ -96,21 +110,29 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
     }
     // --no-artifacts: no pre-read of the backup; restores still verify every
     // byte's sha256 as they stream, and a mismatch fails the step.
-    let stale = executor::check_artifacts(&plan, !flags.no_artifacts);
-    if !stale.is_empty() {
-        print_diagnostics(&stale);
-        return Err(REFUSED);
+    if flags.no_artifacts {
+        refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
     }
+    refuse_unless_empty(executor::check_artifacts(&plan, !flags.no_artifacts))?;
     Ok(plan)
+}
+
+fn refuse_unless_empty(problems: Vec<Diagnostic>) -> Result<(), u8> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    print_diagnostics(&problems);
+    Err(REFUSED)
 }
 
 pub fn print_diagnostics(diags: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let level = if d.is_error() { "error" } else { "warning" };
-        let _ = writeln!(err, "{level}[{}]: {}", d.code, d.message);
+        // Messages carry plan text and command output: escaped.
+        let _ = writeln!(err, "{level}[{}]: {}", d.code, printable_lines(&d.message));
         if let Some(h) = &d.help {
-            let _ = writeln!(err, "  help: {h}");
+            let _ = writeln!(err, "  help: {}", printable_lines(h));
         }
     }
 }
@@ -156,7 +178,13 @@ pub fn run(args: ApplyArgs) -> u8 {
         eprintln!("  help: pass --yes to apply without asking");
         return REFUSED;
     };
-    let unattended = args.flags.unattended || !terminal;
+    if !terminal && !args.skip_manual {
+        if let Some(d) = unanswerable_manual(&plan) {
+            print_diagnostics(&[d]);
+            return REFUSED;
+        }
+    }
+    let unattended = args.flags.unattended || args.skip_manual || !terminal;
     let options = ApplyOptions {
         force: args.force,
         resume: args.resume,
@@ -169,14 +197,41 @@ pub fn run(args: ApplyArgs) -> u8 {
         color: color(),
         manual: Box::new(|text: &str| {
             ask(&format!(
-                "manual action: {text}\nPress Enter when done, or type `fail`: "
+                "manual action: {}\nPress Enter when done, or type `fail`: ",
+                printable(text)
             ))
             .is_some_and(|a| a != "fail")
         }),
     };
     let mut observer = observer(args.format);
     let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, None)
+    finish(&outcome, args.format, None, args.flags.strict)
+}
+
+/// A plan with manual actions and nobody to answer them: every one would
+/// count as failed and the ladder climb, unasked, to ASR. Refused unless
+/// the operator says so (`--skip-manual`).
+fn unanswerable_manual(plan: &CompiledPlan) -> Option<Diagnostic> {
+    use rplan_compiler::compiled::StepKind;
+    let (stage, step) = plan.stages.iter().find_map(|stage| {
+        stage
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::Manual)
+            .map(|s| (stage, s))
+    })?;
+    Some(
+        Diagnostic::error(
+            codes::MANUAL_UNATTENDED,
+            "",
+            format!(
+                "stage `{}` has a manual action (`{}`) and there is no terminal to answer it; nothing was written",
+                stage.id,
+                step.text.as_deref().unwrap_or_default()
+            ),
+        )
+        .help("run rplan on a terminal, or pass --skip-manual to count manual actions as failed (the next stage, ASR included, then runs)"),
+    )
 }
 
 /// Colour on a terminal, unless NO_COLOR (no-color.org) says otherwise.
@@ -193,7 +248,12 @@ fn observer(format: EventFormat) -> Box<dyn Observer> {
 
 /// Print the outcome (and a dry-run's report) and pick the exit code. A
 /// refused or failed-to-start run has no report to print.
-fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> u8 {
+fn finish(
+    outcome: &Outcome,
+    format: EventFormat,
+    report: Option<&Scenario>,
+    strict: bool,
+) -> u8 {
     let report = report.filter(|_| {
         matches!(
             outcome,
@@ -201,6 +261,11 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> 
         )
     });
     let (code, word, diags) = match outcome {
+        Outcome::Recovered {
+            diagnostics,
+            failed_steps,
+            ..
+        } if strict && !failed_steps.is_empty() => (PARTIAL, "recovered", diagnostics),
         Outcome::Recovered { diagnostics, .. } => (exit::OK, "recovered", diagnostics),
         Outcome::AllFailed { diagnostics } => (ALL_FAILED, "all-stages-failed", diagnostics),
         Outcome::Refused { diagnostics } => (REFUSED, "refused", diagnostics),
@@ -213,8 +278,14 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> 
                 .map(|d| serde_json::json!({"severity": d.severity, "code": d.code, "message": d.message, "help": d.help}))
                 .collect();
             let mut result = serde_json::json!({"event": "result", "outcome": word, "exit": code, "diagnostics": list});
-            if let Outcome::Recovered { stage, .. } = outcome {
+            if let Outcome::Recovered {
+                stage,
+                failed_steps,
+                ..
+            } = outcome
+            {
                 result["stage"] = serde_json::json!(stage);
+                result["non_critical_failures"] = serde_json::json!(failed_steps);
             }
             if let Some(r) = report {
                 result["dry_run"] = serde_json::to_value(&r.report).unwrap_or_default();
@@ -228,6 +299,26 @@ fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>) -> 
         }
     }
     print_diagnostics(diags);
+    if let (
+        EventFormat::Human,
+        Outcome::Recovered {
+            stage,
+            failed_steps,
+            ..
+        },
+    ) = (format, outcome)
+    {
+        if !failed_steps.is_empty() && report.is_none() {
+            // The last word: this recovery is partial.
+            eprintln!(
+                "recovered by stage {} with {}: {}{}",
+                printable(stage),
+                rplan_runtime::events::non_critical_failures(failed_steps.len()),
+                printable(&failed_steps.join(", ")),
+                if strict { " (--strict: exit 5)" } else { "" }
+            );
+        }
+    }
     code
 }
 
@@ -255,23 +346,23 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
     for s in &r.steps {
         if s.stage != stage {
             stage = &s.stage;
-            let _ = writeln!(out, "  stage {stage}");
+            let _ = writeln!(out, "  stage {}", printable(stage));
         }
         let _ = writeln!(
             out,
             "    +{:>6}  {:<9} {}  ({})",
             duration(at),
             s.outcome,
-            s.step,
-            s.description
+            printable(&s.step),
+            printable(&s.description)
         );
-        at += s.estimate_s;
+        at = at.saturating_add(s.estimate_s);
     }
     let _ = writeln!(
         out,
         "\nescalation: {}",
         match outcome {
-            Outcome::Recovered { stage, .. } => format!("recovered by stage {stage}"),
+            Outcome::Recovered { stage, .. } => format!("recovered by stage {}", printable(stage)),
             Outcome::AllFailed { .. } => "every stage fails".to_string(),
             _ => "stopped".to_string(),
         }
@@ -285,7 +376,7 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
         let _ = writeln!(
             out,
             "\n{}: {}",
-            d.preview.disk,
+            printable(&d.preview.disk),
             if d.changes.is_empty() {
                 "no change".to_string()
             } else if d.table_unchanged {
@@ -308,7 +399,8 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
         for (what, lo, hi, bytes) in groups {
             let _ = writeln!(
                 out,
-                "  {what}: {} would change, between byte {lo} and {hi}",
+                "  {}: {} would change, between byte {lo} and {hi}",
+                printable(what),
                 human_bytes(bytes)
             );
         }
@@ -368,7 +460,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         if !ids.contains(&f.as_str()) {
             eprintln!(
                 "error: {flag} {f}: the plan has no stage `{}` (stages: {})",
-                rplan_runtime::preview::printable(f),
+                printable(f),
                 ids.join(", ")
             );
             return exit::USAGE;
@@ -402,7 +494,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         color: std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
-    finish(&outcome, args.format, Some(&scenario))
+    finish(&outcome, args.format, Some(&scenario), args.flags.strict)
 }
 
 /// Which stages fail in the simulation, and the sentence that says so.

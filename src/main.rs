@@ -27,7 +27,8 @@ pub(crate) struct CompileFlags {
     /// Extra compatibility ruleset (YAML); later files override earlier rules.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
-    /// Treat warnings as errors.
+    /// Treat warnings as errors; with apply, a recovery in which
+    /// non-critical steps failed exits 5 instead of 0.
     #[arg(long)]
     strict: bool,
     /// Refuse manual actions: the plan must run without a person.
@@ -339,6 +340,36 @@ pub(crate) fn compiled(
     match (reporter.exit_code(), result.and_then(|c| c.compiled)) {
         (exit::OK, Some(c)) => Ok(c),
         (exit::OK, None) => Err(exit::ERRORS),
+        (code, _) => Err(code),
+    }
+}
+
+/// [`compiled`] for apply and dry-run: a plan whose only errors are about
+/// the backup's files (missing, of another size or sha256: a damaged
+/// backup) exits `refused` (4, nothing was written), not 1 (a bad plan).
+pub(crate) fn compiled_for_apply(
+    path: &Path,
+    flags: &CompileFlags,
+    refused: u8,
+) -> Result<rplan_compiler::CompiledPlan, u8> {
+    const BACKUP_FILES: [&str; 3] = [
+        codes::ARTIFACT_MISSING,
+        codes::ARTIFACT_SIZE,
+        codes::ARTIFACT_SHA256,
+    ];
+    let mut reporter = Reporter::new(Format::Human, flags.strict);
+    let result = load_rules(&flags.rules, &mut reporter)
+        .and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
+    reporter.finish();
+    let backup_only = reporter
+        .entries
+        .iter()
+        .filter(|(d, _)| d.is_error())
+        .all(|(d, _)| BACKUP_FILES.contains(&d.code));
+    match (reporter.exit_code(), result.and_then(|c| c.compiled)) {
+        (exit::OK, Some(c)) => Ok(c),
+        (exit::OK, None) => Err(exit::ERRORS),
+        (exit::ERRORS, _) if backup_only => Err(refused),
         (code, _) => Err(code),
     }
 }

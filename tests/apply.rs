@@ -45,6 +45,8 @@ fn apply(plan: &Path, targets: &[(&str, &Path)], journal: &Path, extra: &[&str])
         "--yes",
         "--journal",
         journal.to_str().unwrap(),
+        // The examples have manual actions; no terminal answers them here.
+        "--skip-manual",
     ]);
     for (d, p) in targets {
         r = r.arg("--target").arg(format!("{d}={}", p.display()));
@@ -109,8 +111,8 @@ fn mbr_workstation_example_restores_and_verifies() {
     let img = image(dir.path(), "disk0.img", 1 << 30);
     let plan = example(dir.path(), "workstation-mbr", &img);
     let run = apply(&plan, &[("disk0", &img)], &dir.path().join("j"), &[]);
-    // Safe Mode has a manual action: unattended, it fails, as does Last
-    // Known Good; ASR recovers.
+    // Safe Mode has a manual action: with --skip-manual it fails, as does
+    // Last Known Good; ASR recovers.
     run.code(0);
     let t = sfdisk(&img);
     assert_eq!(t["partitiontable"]["label"], "dos");
@@ -768,6 +770,7 @@ fn sigkill_then_resume_gives_the_identical_image() {
                 "apply",
                 plan.to_str().unwrap(),
                 "--yes",
+                "--skip-manual",
                 "--format",
                 "json",
                 "--journal",

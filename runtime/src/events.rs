@@ -35,6 +35,8 @@ pub enum Event<'a> {
     Finished {
         ok: bool,
         stage: Option<&'a str>,
+        /// Non-critical steps of the recovering stage that failed.
+        failed_steps: &'a [String],
     },
 }
 
@@ -62,7 +64,7 @@ impl Observer for Human {
         let mut err = std::io::stderr().lock();
         match e {
             Event::StageStarted { stage, kind } => {
-                let _ = writeln!(err, "── stage {stage} ({kind})");
+                let _ = writeln!(err, "── stage {} ({kind})", printable(stage));
             }
             Event::StepStarted {
                 description,
@@ -78,10 +80,10 @@ impl Observer for Human {
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
-                    bar.set_message(description.to_string());
+                    bar.set_message(printable(description));
                     self.bar = Some(bar);
                 } else {
-                    let _ = writeln!(err, "   {description} …");
+                    let _ = writeln!(err, "   {} …", printable(description));
                 }
             }
             Event::Bytes { done, .. } => {
@@ -104,25 +106,47 @@ impl Observer for Human {
                 };
                 let _ = writeln!(
                     err,
-                    "   {mark} {step} {outcome}{}",
-                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                    "   {mark} {} {outcome}{}",
+                    printable(step),
+                    message
+                        .map(|m| format!(": {}", printable(m)))
+                        .unwrap_or_default()
                 );
             }
             Event::StageFinished { stage, ok } => {
                 let _ = writeln!(
                     err,
-                    "── stage {stage} {}",
+                    "── stage {} {}",
+                    printable(stage),
                     if *ok { "succeeded" } else { "failed" }
                 );
             }
-            Event::Finished { ok, stage } => {
+            Event::Finished {
+                ok,
+                stage,
+                failed_steps,
+            } => {
                 let _ = match (ok, stage) {
-                    (true, Some(s)) => writeln!(err, "recovered by stage {s}"),
+                    (true, Some(s)) if failed_steps.is_empty() => {
+                        writeln!(err, "recovered by stage {}", printable(s))
+                    }
+                    (true, Some(s)) => writeln!(
+                        err,
+                        "recovered by stage {} with {}: {}",
+                        printable(s),
+                        non_critical_failures(failed_steps.len()),
+                        printable(&failed_steps.join(", "))
+                    ),
                     _ => writeln!(err, "every stage failed"),
                 };
             }
         }
     }
+}
+
+/// "1 non-critical failure", "2 non-critical failures".
+pub fn non_critical_failures(n: usize) -> String {
+    format!("{n} non-critical failure{}", if n == 1 { "" } else { "s" })
 }
 
 /// For tools: JSON lines on stdout.
@@ -136,6 +160,39 @@ impl Observer for Json {
             let _ = out.flush();
         }
     }
+}
+
+/// Plan-supplied text (names, ids, labels, command output) made safe for
+/// a terminal: control characters (ESC, CR, BEL, …) and bidirectional
+/// overrides are shown as escapes (`\u{1b}`), so the text cannot move the
+/// cursor, clear the screen or hide what is printed around it.
+pub fn printable(s: &str) -> String {
+    escape(s, false)
+}
+
+/// [`printable`] for multi-line text of our own making around plan text:
+/// newlines are kept, every other control character escaped.
+pub fn printable_lines(s: &str) -> String {
+    escape(s, true)
+}
+
+fn escape(s: &str, keep_newlines: bool) -> String {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Throttles byte events to about one per 1% of a step (or per 64 MiB).
@@ -153,7 +210,7 @@ impl Throttle {
     }
 
     pub fn due(&mut self, done: u64) -> bool {
-        if done >= self.last + self.every {
+        if done >= self.last.saturating_add(self.every) {
             self.last = done;
             true
         } else {

@@ -10,7 +10,7 @@
 //! stage, a failed non-critical step is reported and skips only what
 //! depends on it (the seed: ASR restores at least the disks needed to boot).
 
-use crate::events::{Event, Observer, Throttle};
+use crate::events::{printable, Event, Observer, Throttle};
 use crate::inspect::{self, Inspection};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
@@ -112,9 +112,12 @@ pub struct SimChange {
 /// How an apply ended, with what it has to say.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A stage succeeded (possibly with non-critical failures reported).
+    /// A stage succeeded, possibly with non-critical steps of it failed
+    /// (`failed_steps`, each also reported in `diagnostics`): a partial
+    /// recovery, which `--strict` turns into its own exit code.
     Recovered {
         stage: String,
+        failed_steps: Vec<String>,
         diagnostics: Vec<Diagnostic>,
     },
     /// Every stage failed.
@@ -188,7 +191,7 @@ pub fn check_artifacts(plan: &CompiledPlan, hash: bool) -> Vec<Diagnostic> {
     for a in &plan.artifacts {
         let path = Path::new(&a.path);
         let measured = if hash {
-            rplan_compiler::analyze::artifacts::hash_artifact(path, a.format)
+            rplan_compiler::analyze::artifacts::hash_artifact_upto(path, a.format, a.size)
                 .map(|(sha, len)| (Some(sha), Some(len)))
         } else {
             // Without the pre-read: it must exist, and a raw one must have
@@ -233,6 +236,12 @@ fn prepare(
     opts: &mut ApplyOptions,
 ) -> Result<(Vec<Option<Target>>, Journal), Outcome> {
     let simulate = opts.dry_run.is_some();
+    let machine = crate::preflight::machine(plan, opts.temp_dir.as_deref());
+    if !machine.is_empty() {
+        return Err(Outcome::Refused {
+            diagnostics: machine,
+        });
+    }
     // Which disks need targets: all of them, if there is an ASR stage.
     let has_asr = plan.stages.iter().any(|s| s.kind == StageKind::Asr);
     let mut problems = Vec::new();
@@ -272,6 +281,7 @@ fn prepare(
             diagnostics: overlapping,
         });
     }
+    let torn_by_us = disks_torn_by_us(plan, targets, opts);
     let mut opened: Vec<Option<Target>> = Vec::new();
     for (di, disk) in plan.disks.iter().enumerate() {
         let Some(t) = targets.iter().find(|t| t.disk == disk.id) else {
@@ -289,6 +299,7 @@ fn prepare(
             di,
             &t.path,
             opts.force,
+            torn_by_us.contains(&disk.id),
             simulate.then_some(opts.temp_dir.as_deref()),
         ) {
             Ok(target) => opened.push(Some(target)),
@@ -327,7 +338,7 @@ fn prepare(
             .collect();
         let question = format!(
             "rplan will try the stages of `{}` in order; if it comes to ASR, it overwrites the partition tables and partitions of these disks:\n\n{}\n",
-            preview::printable(&plan.name),
+            printable(&plan.name),
             summaries.join("\n")
         );
         if !confirm(&question) {
@@ -345,6 +356,13 @@ fn prepare(
         return Ok((opened, Journal::in_memory()));
     }
     let journal_path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
+    if opts.resume {
+        if let Some(d) = nothing_to_resume(plan, &journal_path) {
+            return Err(Outcome::Refused {
+                diagnostics: vec![d],
+            });
+        }
+    }
     let mut journal = match Journal::open(&journal_path) {
         Ok(j) => j,
         Err(e) => {
@@ -449,6 +467,7 @@ fn execute(
         resuming,
         timeline: Vec::new(),
         fresh: std::collections::HashMap::new(),
+        failed_steps: Vec::new(),
     };
     let outcome = run.stages();
     let report = run.report();
@@ -475,7 +494,137 @@ fn own_files(plan: &CompiledPlan, opts: &ApplyOptions) -> Vec<(String, PathBuf)>
     own
 }
 
+/// On `--resume`: why there is nothing to resume, if there is not. An
+/// apply is never started afresh under `--resume`: the operator believes
+/// a run is half done, and something else (another journal directory,
+/// another version of the plan) is the likely truth.
+fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnostic> {
+    let refuse = |message: String| Diagnostic::error(codes::JOURNAL_MISMATCH, "", message);
+    let journal = match Journal::read(journal_path) {
+        Ok(j) => j,
+        // Unreadable or damaged: `Journal::open` reports it.
+        Err(_) => return None,
+    };
+    match journal.state() {
+        JournalState::Interrupted => {
+            let hash = journal.current().iter().find_map(|r| match r {
+                Record::Begin { plan_hash, .. } => Some(plan_hash.as_str()),
+                _ => None,
+            });
+            (hash != Some(plan.plan_hash.as_str())).then(|| {
+                refuse(format!(
+                    "the interrupted apply in {} was of another plan (hash {})",
+                    journal_path.display(),
+                    hash.unwrap_or("?")
+                ))
+                .help("resume with the plan that was interrupted")
+            })
+        }
+        JournalState::Ended { ok } => Some(
+            refuse(format!(
+                "nothing to resume: the last apply of `{}` {} ({})",
+                plan.name,
+                if ok {
+                    "recovered"
+                } else {
+                    "ended with every stage failed"
+                },
+                journal_path.display()
+            ))
+            .help("to apply again, run without --resume"),
+        ),
+        JournalState::Empty => {
+            // Another version of the plan (same name, another hash)?
+            let others = other_journals(journal_path);
+            let help = if others.is_empty() {
+                "check --journal DIR: it must be the directory the interrupted apply used"
+                    .to_string()
+            } else {
+                format!(
+                    "found a journal of another version of this plan (a different plan hash): {}; resume needs the very plan that was interrupted",
+                    others.join(", ")
+                )
+            };
+            Some(
+                refuse(format!(
+                    "nothing to resume: no journal of this plan at {}",
+                    journal_path.display()
+                ))
+                .help(help),
+            )
+        }
+    }
+}
+
+/// Journals next to `path` of a plan with the same name but another hash.
+fn other_journals(path: &Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    // `<name>-<16 hex>.jsonl`: the plan's part is before the last `-`.
+    let Some((stem, _)) = name.rsplit_once('-') else {
+        return Vec::new();
+    };
+    let prefix = format!("{stem}-");
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl") && n != name)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+/// On `--resume`: the disks whose signatures or partition table the
+/// interrupted run (on the same targets) had started clearing or writing.
+/// Whatever is there now is rplan's own half-done work (a torn table, an
+/// old disk's table with its signatures already erased under `--force`),
+/// not another disk's, and needs no `--force` again.
+fn disks_torn_by_us(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    opts: &ApplyOptions,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    if !opts.resume || opts.dry_run.is_some() {
+        return out;
+    }
+    let path = Journal::path_for(&opts.journal_dir, &plan.name, &plan.plan_hash);
+    let Ok(journal) = Journal::read(&path) else {
+        return out;
+    };
+    if journal.state() != JournalState::Interrupted {
+        return out;
+    }
+    let recorded = journal.targets().unwrap_or_default();
+    for t in targets {
+        let same_target = recorded
+            .iter()
+            .any(|(d, p)| *d == t.disk && Path::new(p) == t.path);
+        let table_started = journal.current().iter().any(|r| match r {
+            Record::StepStarted { step } => plan.step(step).is_some_and(|(_, s)| {
+                matches!(s.kind, StepKind::WriteTable | StepKind::ClearSignatures)
+                    && s.disk.as_deref() == Some(t.disk.as_str())
+            }),
+            _ => false,
+        });
+        if same_target && table_started {
+            out.insert(t.disk.clone());
+        }
+    }
+    out
+}
+
 /// Open one target exclusively and check it; every refusal is collected.
+/// `ours`: the journal says rplan itself was writing this disk's table
+/// when it was interrupted, so a torn or half-written table is expected.
 /// `overlay`: `Some(scratch dir)` for a dry-run, which opens the target
 /// read-only and puts an [`Overlay`] over it.
 fn open_checked(
@@ -483,6 +632,7 @@ fn open_checked(
     di: usize,
     path: &Path,
     force: bool,
+    ours: bool,
     overlay: Option<Option<&Path>>,
 ) -> Result<Target, Vec<Diagnostic>> {
     let access = if overlay.is_some() {
@@ -560,7 +710,7 @@ fn open_checked(
             )])
         }
     };
-    if !table_matched && !force {
+    if !table_matched && !force && !ours {
         if let Some(refusal) = refuse_foreign(&name, &found, &spec) {
             problems.push(refusal);
         }
@@ -608,7 +758,7 @@ fn refuse_foreign(name: &str, found: &Inspection, spec: &table::TableSpec) -> Op
     let list: Vec<String> = found
         .findings()
         .iter()
-        .map(|f| format!("\n    {}", preview::printable(f)))
+        .map(|f| format!("\n    {}", printable(f)))
         .collect();
     let code = if found.table.is_some() {
         codes::SIGNATURE_MISMATCH
@@ -621,7 +771,7 @@ fn refuse_foreign(name: &str, found: &Inspection, spec: &table::TableSpec) -> Op
             "",
             format!(
                 "target {} is not blank and not the plan's {plan_disk}; it holds:{}",
-                preview::printable(name),
+                printable(name),
                 list.concat()
             ),
         )
@@ -643,6 +793,8 @@ struct Run<'a> {
     /// Content steps that wrote (and checked) their range in this run,
     /// with their fingerprints.
     fresh: std::collections::HashMap<String, String>,
+    /// Non-critical steps of the current stage that failed.
+    failed_steps: Vec<String>,
 }
 
 /// Why a step did not succeed.
@@ -687,25 +839,47 @@ impl Run<'_> {
                 stage: &stage.id,
                 kind: stage.kind.name(),
             });
-            let ok = match self.stage(stage) {
-                Ok(ok) => ok,
-                Err(d) => {
-                    return Outcome::Usage {
-                        diagnostics: vec![d],
+            // A resumed run keeps what the interrupted one recorded: a stage
+            // that had failed is not tried again (its probe might pass now,
+            // over a half-done ASR).
+            let recorded = self.recorded_stage(stage);
+            if recorded == Some(false) {
+                self.reports.push(
+                    Diagnostic::warning(
+                        codes::JOURNAL_MISMATCH,
+                        "",
+                        format!(
+                            "stage `{}` failed before the interruption; resumed, it is not tried again",
+                            stage.id
+                        ),
+                    )
+                    .help("its failure is in the journal; a probe might pass now only because of the half-done later stage"),
+                );
+            }
+            let ok = match recorded {
+                Some(ok) => ok,
+                None => match self.stage(stage) {
+                    Ok(ok) => ok,
+                    Err(d) => {
+                        return Outcome::Usage {
+                            diagnostics: vec![d],
+                        }
                     }
-                }
+                },
             };
             self.obs.event(&Event::StageFinished {
                 stage: &stage.id,
                 ok,
             });
-            if let Err(d) = self.journal(Record::StageDone {
-                stage: stage.id.clone(),
-                ok,
-            }) {
-                return Outcome::Usage {
-                    diagnostics: vec![d],
-                };
+            if recorded.is_none() {
+                if let Err(d) = self.journal(Record::StageDone {
+                    stage: stage.id.clone(),
+                    ok,
+                }) {
+                    return Outcome::Usage {
+                        diagnostics: vec![d],
+                    };
+                }
             }
             if ok {
                 // What failed on the way up the ladder is history now.
@@ -716,12 +890,15 @@ impl Run<'_> {
                     ok: true,
                     stage: Some(stage.id.clone()),
                 });
+                let failed_steps = std::mem::take(&mut self.failed_steps);
                 self.obs.event(&Event::Finished {
                     ok: true,
                     stage: Some(&stage.id),
+                    failed_steps: &failed_steps,
                 });
                 return Outcome::Recovered {
                     stage: stage.id.clone(),
+                    failed_steps,
                     diagnostics: std::mem::take(&mut self.reports),
                 };
             }
@@ -733,6 +910,7 @@ impl Run<'_> {
         self.obs.event(&Event::Finished {
             ok: false,
             stage: None,
+            failed_steps: &[],
         });
         Outcome::AllFailed {
             diagnostics: std::mem::take(&mut self.reports),
@@ -741,8 +919,11 @@ impl Run<'_> {
 
     /// Run one stage; Ok(success). Err only for journal failures.
     fn stage(&mut self, stage: &CStage) -> Result<bool, Diagnostic> {
+        self.failed_steps.clear();
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(stage.timeout_s);
+        // A compiled plan may carry any u64: beyond what an Instant can
+        // hold, the stage has no deadline rather than a panic.
+        let deadline = started.checked_add(Duration::from_secs(stage.timeout_s));
         let mut failed: HashSet<&str> = HashSet::new();
         let order: Vec<&CStep> = self
             .plan
@@ -757,7 +938,7 @@ impl Run<'_> {
                 self.finished(stage, step, "skipped", Some(&msg));
                 continue;
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.reports.push(Diagnostic::error(
                     codes::COMMAND_TIMEOUT,
                     "",
@@ -768,20 +949,25 @@ impl Run<'_> {
                 ));
                 return Ok(false);
             }
-            if self.resuming
-                && matches!(
-                    step.kind,
-                    StepKind::Run | StepKind::Manual | StepKind::Probe
-                )
-                && self.journal.done(&step.id).is_some()
-            {
-                self.finished(
-                    stage,
-                    step,
-                    "unchanged",
-                    Some("done before the interruption"),
-                );
-                continue;
+            match self.recorded_command(step) {
+                Some(Ok(())) => {
+                    self.finished(
+                        stage,
+                        step,
+                        "unchanged",
+                        Some("done before the interruption"),
+                    );
+                    continue;
+                }
+                Some(Err(d)) => {
+                    self.finished(stage, step, "failed", Some(&d.message));
+                    failed.insert(&step.id);
+                    if self.step_failed(step, d) {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                None => {}
             }
             self.obs.event(&Event::StepStarted {
                 step: &step.id,
@@ -791,6 +977,7 @@ impl Run<'_> {
             self.journal(Record::StepStarted {
                 step: step.id.clone(),
             })?;
+            crate::fault::step_started(&step.id);
             let result = self.step(step, deadline);
             if let (
                 Ok(StepOk::Done {
@@ -820,22 +1007,9 @@ impl Run<'_> {
             self.finished(stage, step, outcome, message.as_deref());
             if let Err(StepError(d)) = result {
                 failed.insert(&step.id);
-                let critical = step.critical;
-                let d = Diagnostic {
-                    message: format!("step `{}` failed: {}", step.id, d.message),
-                    ..d
-                };
-                if critical {
-                    self.reports.push(d);
+                if self.step_failed(step, d) {
                     return Ok(false);
                 }
-                self.reports.push(
-                    Diagnostic {
-                        severity: rplan_compiler::Severity::Warning,
-                        ..d
-                    }
-                    .help("not critical: the rest of the restore went on"),
-                );
             }
         }
         if self
@@ -853,6 +1027,59 @@ impl Run<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Report a failed step; true if it fails its stage (it is critical).
+    fn step_failed(&mut self, step: &CStep, d: Diagnostic) -> bool {
+        let d = Diagnostic {
+            message: format!("step `{}` failed: {}", step.id, d.message),
+            ..d
+        };
+        if step.critical {
+            self.reports.push(d);
+            return true;
+        }
+        self.failed_steps.push(step.id.clone());
+        self.reports.push(
+            Diagnostic {
+                severity: rplan_compiler::Severity::Warning,
+                ..d
+            }
+            .help("not critical: the rest of the restore went on"),
+        );
+        false
+    }
+
+    /// On `--resume`, how the interrupted run recorded `stage` ending.
+    fn recorded_stage(&self, stage: &CStage) -> Option<bool> {
+        self.resuming
+            .then(|| self.journal.stage_outcome(&stage.id))
+            .flatten()
+    }
+
+    /// On `--resume`, the recorded outcome of a command step (run, manual,
+    /// probe) of the interrupted run: those are not run again, whatever
+    /// they would say now. Write steps are redone or found unchanged by
+    /// their own idempotence checks.
+    fn recorded_command(&self, step: &CStep) -> Option<Result<(), Diagnostic>> {
+        if !self.resuming
+            || !matches!(
+                step.kind,
+                StepKind::Run | StepKind::Manual | StepKind::Probe
+            )
+        {
+            return None;
+        }
+        let (ok, message) = self.journal.step_outcome(&step.id)?;
+        Some(if ok {
+            Ok(())
+        } else {
+            Err(Diagnostic::error(
+                codes::COMMAND_FAILED,
+                "",
+                format!("{} (before the interruption)", message.unwrap_or("failed")),
+            ))
+        })
     }
 
     /// Tell the observer a step finished, and keep it for the timeline.
@@ -992,7 +1219,10 @@ impl Run<'_> {
         }
         DryRunReport {
             scenario: String::new(),
-            rto_estimate_s: self.timeline.iter().map(|s| s.estimate_s).sum(),
+            rto_estimate_s: self
+                .timeline
+                .iter()
+                .fold(0_u64, |sum, s| sum.saturating_add(s.estimate_s)),
             steps: self.timeline.clone(),
             disks,
         }
@@ -1020,8 +1250,10 @@ impl Run<'_> {
         }
     }
 
-    fn step(&mut self, step: &CStep, deadline: Instant) -> StepResult {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+    fn step(&mut self, step: &CStep, deadline: Option<Instant>) -> StepResult {
+        let remaining = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         match step.kind {
             StepKind::Run | StepKind::Manual | StepKind::Probe if self.opts.dry_run.is_some() => {
                 // A dry-run runs no commands and asks no one: the stages
@@ -1384,23 +1616,7 @@ impl Run<'_> {
             sources.push((f.to.clone(), path, expected));
         }
         self.with_place(step, |dev, _| {
-            for (to, path, expected) in &sources {
-                let mut file = std::fs::File::open(path)
-                    .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
-                crate::fat::install_file(Region::whole(&mut *dev), to, &mut file)
-                    .map_err(|e| (codes::IO_FAILED, format!("installing {to}: {e}")))?;
-                // Read it back through the filesystem: verify every byte.
-                let mut sink = HashingSink::default();
-                crate::fat::read_file(Region::whole(&mut *dev), to, &mut sink)
-                    .map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back {to}: {e}")))?;
-                if sink.hasher.finalize().as_slice() != expected.sha256 {
-                    return Err((
-                        codes::VERIFY_MISMATCH,
-                        format!("{to} reads back different from artifact {}", path.display()),
-                    )
-                        .into());
-                }
-            }
+            install_and_check(dev, &sources)?;
             let len = dev.len();
             let fp = hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
             Ok(StepOk::Done {
@@ -1507,6 +1723,80 @@ impl Run<'_> {
                 fingerprint: Some(got),
             })
         })
+    }
+}
+
+/// Install every file into the FAT filesystem on `dev` in one pass, then
+/// read them all back through the filesystem in one more and compare each
+/// with its artifact's sha256.
+fn install_and_check(
+    dev: &mut dyn Device,
+    sources: &[(String, PathBuf, Expected)],
+) -> Result<(), StepError> {
+    // Opened one at a time as fatfs reads them: thousands of files must not
+    // mean thousands of open descriptors.
+    let mut opened: Vec<LazyArtifact> = sources
+        .iter()
+        .map(|(_, path, _)| LazyArtifact {
+            path: path.clone(),
+            file: None,
+            done: false,
+        })
+        .collect();
+    let mut files: Vec<(&str, &mut dyn Read)> = sources
+        .iter()
+        .zip(opened.iter_mut())
+        .map(|((to, _, _), f)| (to.as_str(), f as &mut dyn Read))
+        .collect();
+    crate::fat::install_files(Region::whole(&mut *dev), &mut files)
+        .map_err(|e| (codes::IO_FAILED, format!("installing files: {e}")))?;
+    // Read them back through the filesystem: verify every byte.
+    let mut sinks: Vec<HashingSink> = sources.iter().map(|_| HashingSink::default()).collect();
+    let mut reads: Vec<(&str, &mut dyn Write)> = sources
+        .iter()
+        .zip(sinks.iter_mut())
+        .map(|((to, _, _), s)| (to.as_str(), s as &mut dyn Write))
+        .collect();
+    crate::fat::read_files(Region::whole(&mut *dev), &mut reads)
+        .map_err(|e| (codes::VERIFY_MISMATCH, format!("reading back: {e}")))?;
+    for ((to, path, expected), sink) in sources.iter().zip(sinks) {
+        if sink.hasher.finalize().as_slice() != expected.sha256 {
+            return Err((
+                codes::VERIFY_MISMATCH,
+                format!("{to} reads back different from artifact {}", path.display()),
+            )
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// An artifact file opened on its first read and closed at its end.
+struct LazyArtifact {
+    path: PathBuf,
+    file: Option<Box<dyn Read + Send>>,
+    done: bool,
+}
+
+impl Read for LazyArtifact {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                restore::open_artifact(&self.path, ArtifactFormat::File).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+                })?,
+            ),
+        };
+        let n = file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.file = None;
+            self.done = true;
+        }
+        Ok(n)
     }
 }
 

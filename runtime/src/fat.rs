@@ -80,45 +80,88 @@ pub fn install_file<T: Read + Write + Seek>(
     to: &str,
     src: &mut dyn Read,
 ) -> Result<u64, FatError> {
-    let parts = components(to)?;
-    let Some((name, parents)) = parts.split_last() else {
-        return Err(invalid(to, "it names no file"));
-    };
+    let written = install_files(fs_window, &mut [(to, src)])?;
+    Ok(written.first().copied().unwrap_or(0))
+}
+
+/// [`install_file`] for many files in one pass: the filesystem is opened
+/// and closed once (2 000 files one by one meant 2 000 mounts and FAT
+/// flushes), then the directories made are repaired once each. Returns
+/// the bytes written per file, in order.
+pub fn install_files<T: Read + Write + Seek>(
+    fs_window: T,
+    files: &mut [(&str, &mut dyn Read)],
+) -> Result<Vec<u64>, FatError> {
+    // Every path is checked before the filesystem is touched.
+    for (to, _) in files.iter() {
+        if components(to)?.is_empty() {
+            return Err(invalid(to, "it names no file"));
+        }
+    }
     // fatfs gets `&mut` so the window is still ours for the repair below.
     let mut fs_window = fs_window;
-    let fs = open(&mut fs_window)?;
-    let mut short_names = Vec::with_capacity(parents.len());
-    let written = {
-        let mut dir = fs.root_dir();
-        let mut so_far = String::new();
-        for part in parents {
-            so_far.push('/');
-            so_far.push_str(part);
-            let child = dir
-                .create_dir(part)
-                .map_err(io_context(format!("creating directory {so_far}")))?;
-            short_names.push(
-                short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?,
-            );
-            dir = child;
+    let mut cached =
+        BlockCache::new(&mut fs_window).map_err(io_context("reading the filesystem"))?;
+    let fs = open(&mut cached)?;
+    let mut repairs: Vec<Vec<[u8; 11]>> = Vec::new();
+    let mut written = Vec::with_capacity(files.len());
+    for (to, src) in files.iter_mut() {
+        let (n, short_names) = create_one(&fs, to, &mut **src)?;
+        written.push(n);
+        // Each directory path once; a prefix of a longer one is repaired
+        // on the way to it, but repairing it again is cheap and harmless.
+        if !short_names.is_empty() && !repairs.contains(&short_names) {
+            repairs.push(short_names);
         }
-        let mut file = dir
-            .create_file(name)
-            .map_err(io_context(format!("creating {to}")))?;
-        // create_file opens an existing file as is: cut it to nothing first.
-        file.truncate()
-            .map_err(io_context(format!("truncating {to}")))?;
-        let written = copy_limited(src, &mut file, to)?;
-        file.flush().map_err(io_context(format!("writing {to}")))?;
-        written
-    };
+    }
     // Unmount explicitly: dropping the filesystem would swallow errors from
     // the final FSInfo and dirty-flag writes.
     fs.unmount()
         .map_err(io_context("closing the FAT filesystem"))?;
-    dot_entries::repair_path(&mut fs_window, &short_names)
-        .map_err(io_context(format!("repairing the directories of {to}")))?;
+    cached
+        .flush()
+        .map_err(io_context("writing the FAT filesystem"))?;
+    drop(cached);
+    for path in &repairs {
+        dot_entries::repair_path(&mut fs_window, path)
+            .map_err(io_context("repairing the directories made"))?;
+    }
     Ok(written)
+}
+
+/// One file into an open filesystem; its size and the short names of its
+/// parent directories (for the repair).
+fn create_one<T: Read + Write + Seek>(
+    fs: &FileSystem<T>,
+    to: &str,
+    src: &mut dyn Read,
+) -> Result<(u64, Vec<[u8; 11]>), FatError> {
+    let parts = components(to)?;
+    let Some((name, parents)) = parts.split_last() else {
+        return Err(invalid(to, "it names no file"));
+    };
+    let mut short_names = Vec::with_capacity(parents.len());
+    let mut dir = fs.root_dir();
+    let mut so_far = String::new();
+    for part in parents {
+        so_far.push('/');
+        so_far.push_str(part);
+        let child = dir
+            .create_dir(part)
+            .map_err(io_context(format!("creating directory {so_far}")))?;
+        short_names
+            .push(short_name_of(&dir, part).map_err(io_context(format!("looking up {so_far}")))?);
+        dir = child;
+    }
+    let mut file = dir
+        .create_file(name)
+        .map_err(io_context(format!("creating {to}")))?;
+    // create_file opens an existing file as is: cut it to nothing first.
+    file.truncate()
+        .map_err(io_context(format!("truncating {to}")))?;
+    let written = copy_limited(src, &mut file, to)?;
+    file.flush().map_err(io_context(format!("writing {to}")))?;
+    Ok((written, short_names))
 }
 
 /// The 8.3 name fatfs gave directory `name` in `parent`, in the 11-byte
@@ -172,6 +215,170 @@ pub fn read_file<T: Read + Write + Seek>(
     fs.unmount()
         .map_err(io_context("closing the FAT filesystem"))?;
     Ok(copied)
+}
+
+/// [`read_file`] for many files in one pass (one mount): each file's
+/// bytes go to its own sink.
+pub fn read_files<T: Read + Write + Seek>(
+    fs_window: T,
+    files: &mut [(&str, &mut dyn Write)],
+) -> Result<Vec<u64>, FatError> {
+    let mut fs_window = fs_window;
+    let mut cached =
+        BlockCache::new(&mut fs_window).map_err(io_context("reading the filesystem"))?;
+    let fs = open(&mut cached)?;
+    let mut sizes = Vec::with_capacity(files.len());
+    for (path, sink) in files.iter_mut() {
+        let rel = components(path)?.join("/");
+        if rel.is_empty() {
+            return Err(invalid(path, "it names no file"));
+        }
+        let mut file = fs.root_dir().open_file(&rel).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => FatError::NotFound {
+                path: path.to_string(),
+            },
+            _ => FatError::Io {
+                context: format!("opening {path}"),
+                source: e,
+            },
+        })?;
+        sizes.push(io::copy(&mut file, sink).map_err(io_context(format!("reading {path}")))?);
+    }
+    fs.unmount()
+        .map_err(io_context("closing the FAT filesystem"))?;
+    Ok(sizes)
+}
+
+/// A write-back cache of 4 KiB blocks between fatfs and the window. fatfs
+/// 0.3 reads and writes directory entries and FAT entries a few bytes at
+/// a time, each a system call on the device; through the cache a pass of
+/// thousands of files touches each metadata block once. Bounded: past
+/// [`CACHE_BLOCKS`] blocks, dirty ones are written out and all dropped.
+/// Dirty blocks reach the window only on [`Write::flush`] (fatfs flushes
+/// on unmount; the caller flushes after).
+struct BlockCache<T> {
+    inner: T,
+    len: u64,
+    pos: u64,
+    blocks: std::collections::HashMap<u64, (Vec<u8>, bool)>,
+}
+
+const CACHE_BLOCK: u64 = 4096;
+const CACHE_BLOCKS: usize = 8192; // 32 MiB
+
+impl<T: Read + Write + Seek> BlockCache<T> {
+    fn new(mut inner: T) -> io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        Ok(BlockCache {
+            inner,
+            len,
+            pos: 0,
+            blocks: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Block `n`, read from the window on first use.
+    fn block(&mut self, n: u64) -> io::Result<&mut (Vec<u8>, bool)> {
+        if !self.blocks.contains_key(&n) {
+            if self.blocks.len() >= CACHE_BLOCKS {
+                self.write_back()?;
+                self.blocks.clear();
+            }
+            let start = n * CACHE_BLOCK;
+            let size = (self.len - start).min(CACHE_BLOCK) as usize;
+            let mut buf = vec![0_u8; size];
+            self.inner.seek(SeekFrom::Start(start))?;
+            self.inner.read_exact(&mut buf)?;
+            self.blocks.insert(n, (buf, false));
+        }
+        self.blocks
+            .get_mut(&n)
+            .ok_or_else(|| io::Error::other("block cache lost a block"))
+    }
+
+    fn write_back(&mut self) -> io::Result<()> {
+        let mut dirty: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, (_, d))| *d)
+            .map(|(n, _)| *n)
+            .collect();
+        dirty.sort_unstable();
+        for n in dirty {
+            if let Some((buf, d)) = self.blocks.get_mut(&n) {
+                self.inner.seek(SeekFrom::Start(n * CACHE_BLOCK))?;
+                self.inner.write_all(buf)?;
+                *d = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Read + Write + Seek> Read for BlockCache<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.pos / CACHE_BLOCK;
+        let at = (self.pos % CACHE_BLOCK) as usize;
+        let block = &self.block(n)?.0;
+        let take = (block.len() - at).min(buf.len());
+        buf[..take].copy_from_slice(&block[at..at + take]);
+        self.pos += take as u64;
+        Ok(take)
+    }
+}
+
+impl<T: Read + Write + Seek> Write for BlockCache<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos >= self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the filesystem",
+            ));
+        }
+        let n = self.pos / CACHE_BLOCK;
+        let at = (self.pos % CACHE_BLOCK) as usize;
+        let size = (self.len - n * CACHE_BLOCK).min(CACHE_BLOCK) as usize;
+        if at == 0 && buf.len() >= size && !self.blocks.contains_key(&n) {
+            // A whole block of file data: nothing to read first.
+            if self.blocks.len() >= CACHE_BLOCKS {
+                self.write_back()?;
+                self.blocks.clear();
+            }
+            self.blocks.insert(n, (buf[..size].to_vec(), true));
+            self.pos += size as u64;
+            return Ok(size);
+        }
+        let entry = self.block(n)?;
+        let take = (entry.0.len() - at).min(buf.len());
+        entry.0[at..at + take].copy_from_slice(&buf[..take]);
+        entry.1 = true;
+        self.pos += take as u64;
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_back()?;
+        self.inner.flush()
+    }
+}
+
+impl<T: Read + Write + Seek> Seek for BlockCache<T> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
 }
 
 fn open<T: Read + Write + Seek>(mut fs_window: T) -> Result<FileSystem<T>, FatError> {

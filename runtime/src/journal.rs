@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,22 +68,39 @@ impl Journal {
         dir.join(format!("{safe}-{hash}.jsonl"))
     }
 
-    /// Open (creating) the journal at `path`, reading what is there. A torn
-    /// last line (crash mid-write) is ignored.
+    /// Open (creating) the journal at `path`, reading what is there.
+    ///
+    /// A torn last record (a crash or a full disk mid-write) is cut off, so
+    /// the next record starts on a line of its own; a damaged record with
+    /// complete ones after it is an error ([`io::ErrorKind::InvalidData`]):
+    /// the journal is not what rplan wrote, and guessing would be unsafe.
+    /// The file is never reached through a symlink (`O_NOFOLLOW`) and must
+    /// be a regular file, so a planted link cannot redirect the writes.
     pub fn open(path: &Path) -> io::Result<Journal> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut records = Vec::new();
-        if let Ok(f) = File::open(path) {
-            for line in BufReader::new(f).lines() {
-                match serde_json::from_str::<Record>(&line?) {
-                    Ok(r) => records.push(r),
-                    Err(_) => break,
-                }
-            }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| not_a_link(e, path))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (records, valid) = parse(&bytes, path)?;
+        if valid < bytes.len() as u64 {
+            file.set_len(valid)?;
+            file.sync_all()?;
+        }
         if let Some(dir) = path.parent() {
             // Make the new directory entry durable too.
             File::open(dir)?.sync_all()?;
@@ -90,6 +108,34 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             file: Some(file),
+            records,
+        })
+    }
+
+    /// The journal at `path` as it is, read-only (empty if there is none).
+    pub fn read(path: &Path) -> io::Result<Journal> {
+        let records = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(mut f) => {
+                if !f.metadata()?.is_file() {
+                    return Err(io::Error::other(format!(
+                        "{} is not a regular file",
+                        path.display()
+                    )));
+                }
+                let mut bytes = Vec::new();
+                f.read_to_end(&mut bytes)?;
+                parse(&bytes, path)?.0
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(not_a_link(e, path)),
+        };
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: None,
             records,
         })
     }
@@ -134,6 +180,39 @@ impl Journal {
                 None => JournalState::Interrupted,
             },
         }
+    }
+
+    /// The records of the last run: from its `begin` on.
+    pub fn current(&self) -> &[Record] {
+        let begun = self
+            .records
+            .iter()
+            .rposition(|r| matches!(r, Record::Begin { .. }))
+            .unwrap_or(0);
+        &self.records[begun..]
+    }
+
+    /// How stage `stage` ended in the last run, if it did.
+    pub fn stage_outcome(&self, stage: &str) -> Option<bool> {
+        self.current().iter().rev().find_map(|r| match r {
+            Record::StageDone { stage: s, ok } if s == stage => Some(*ok),
+            _ => None,
+        })
+    }
+
+    /// How step `step` ended in the last run, if it did: success, and the
+    /// message recorded with it. A step started but not done is `None`.
+    pub fn step_outcome(&self, step: &str) -> Option<(bool, Option<&str>)> {
+        self.current().iter().rev().find_map(|r| match r {
+            Record::StepDone {
+                step: s,
+                ok,
+                message,
+                ..
+            } if s == step => Some(Some((*ok, message.as_deref()))),
+            Record::StepStarted { step: s } if s == step => Some(None),
+            _ => None,
+        })?
     }
 
     /// The targets the last run was begun with.
@@ -188,6 +267,54 @@ impl Journal {
         });
         about.next();
         matches!(about.next(), Some(Record::StepStarted { .. }))
+    }
+}
+
+/// The records of a journal file and the length of its intact part: every
+/// complete line but a damaged last one (torn by a crash).
+fn parse(bytes: &[u8], path: &Path) -> io::Result<(Vec<Record>, u64)> {
+    let mut records = Vec::new();
+    let mut valid = 0_u64;
+    let mut damaged: Option<usize> = None;
+    let mut at = 0_usize;
+    for (n, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        at += line.len();
+        let complete = line.ends_with(b"\n");
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        if text.iter().all(u8::is_ascii_whitespace) && complete {
+            valid = at as u64;
+            continue;
+        }
+        if let Some(bad) = damaged {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "journal {}: record {} is damaged and later records follow it",
+                    path.display(),
+                    bad + 1
+                ),
+            ));
+        }
+        match serde_json::from_slice::<Record>(text) {
+            Ok(r) if complete => {
+                records.push(r);
+                valid = at as u64;
+            }
+            // A record without its newline was torn mid-write.
+            Ok(_) | Err(_) => damaged = Some(n),
+        }
+    }
+    Ok((records, valid))
+}
+
+fn not_a_link(e: io::Error, path: &Path) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::other(format!(
+            "{} is a symbolic link; the journal is never written through one",
+            path.display()
+        ))
+    } else {
+        e
     }
 }
 

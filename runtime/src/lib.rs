@@ -13,12 +13,14 @@
 pub mod events;
 pub mod executor;
 pub mod fat;
+pub mod fault;
 pub mod identity;
 pub mod inspect;
 pub mod journal;
 pub mod layout;
 pub mod mkfs;
 pub mod overlay;
+pub mod preflight;
 pub mod preview;
 pub mod process;
 pub mod raid;

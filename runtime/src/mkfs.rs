@@ -194,22 +194,15 @@ pub fn format<W: Write + Seek + ?Sized>(
         .temp_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
-    let temp = tempfile::Builder::new()
-        .prefix("rplan-mkfs-")
-        .suffix(".img")
-        .tempfile_in(&dir)
-        .map_err(io_err(format!(
-            "cannot create a temp file in {}",
-            dir.display()
-        )))?;
-    temp.as_file().set_len(len).map_err(io_err(format!(
+    let temp = TempImage::new(&dir)?;
+    temp.file.set_len(len).map_err(io_err(format!(
         "cannot size temp file {}",
-        temp.path().display()
+        temp.path.display()
     )))?;
 
-    let id = run_mkfs(temp.path(), fs, opts)?;
+    let id = run_mkfs(&temp.path, fs, opts)?;
     if matches!(fs, Fs::Fat16 | Fs::Fat32) {
-        check_fat_clusters(temp.as_file(), fs, len)?;
+        check_fat_clusters(&temp.file, fs, len)?;
     }
 
     let mut report = FormatReport {
@@ -221,10 +214,51 @@ pub fn format<W: Write + Seek + ?Sized>(
         zero_bytes: 0,
         skipped_bytes: 0,
     };
-    copy_sparse(temp.as_file(), dst, len, opts.holes, &mut report).map_err(io_err(format!(
+    copy_sparse(&temp.file, dst, len, opts.holes, &mut report).map_err(io_err(format!(
         "copying the new {fs} filesystem into place"
     )))?;
     Ok(report)
+}
+
+/// The sparse file mkfs works on. Unnamed where the system allows
+/// (`O_TMPFILE`, or created and unlinked at once) and handed to the tool
+/// as `/proc/<pid>/fd/<n>`, so a crash (SIGKILL, power cut) leaves no
+/// partition-sized file behind; a named temp file, removed on drop, only
+/// where /proc is missing.
+struct TempImage {
+    file: File,
+    path: PathBuf,
+    _named: Option<tempfile::TempPath>,
+}
+
+impl TempImage {
+    fn new(dir: &Path) -> Result<TempImage, MkfsError> {
+        let context = || format!("cannot create a temp file in {}", dir.display());
+        if Path::new("/proc/self/fd").is_dir() {
+            let file = tempfile::tempfile_in(dir).map_err(io_err(context()))?;
+            let path = PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                file.as_raw_fd()
+            ));
+            return Ok(TempImage {
+                file,
+                path,
+                _named: None,
+            });
+        }
+        let named = tempfile::Builder::new()
+            .prefix("rplan-mkfs-")
+            .suffix(".img")
+            .tempfile_in(dir)
+            .map_err(io_err(context()))?;
+        let (file, path) = named.into_parts();
+        Ok(TempImage {
+            file,
+            path: path.to_path_buf(),
+            _named: Some(path),
+        })
+    }
 }
 
 fn check_args(len: u64, fs: Fs, opts: &FormatOptions<'_>) -> Result<(), MkfsError> {
@@ -335,6 +369,16 @@ fn derive_uuid(seed: u64, purpose: &str) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(first).into_uuid()
 }
 
+/// Whether the tools that make `fs` are installed (for apply's preflight:
+/// a missing `mkfs.*` is found before the first write, not mid-ASR).
+pub fn tools_present(fs: Fs) -> Result<(), MkfsError> {
+    match fs {
+        Fs::Fat16 | Fs::Fat32 => tool(FAT_TOOL).map(drop),
+        Fs::Ext4 => tool(EXT4_TOOL).map(drop),
+        Fs::Ntfs => tool(NTFS_TOOL).and(tool(NTFS_SERIAL_TOOL)).map(drop),
+    }
+}
+
 /// Runs the tool on the temp file and returns the id it was given.
 fn run_mkfs(path: &Path, fs: Fs, opts: &FormatOptions<'_>) -> Result<String, MkfsError> {
     match fs {
@@ -407,8 +451,11 @@ fn run_mkfs(path: &Path, fs: Fs, opts: &FormatOptions<'_>) -> Result<String, Mkf
             // mkntfs has no serial option; ntfslabel rewrites the serial in
             // both boot sectors and nothing else.
             let mut relabel = tool(NTFS_SERIAL_TOOL)?;
+            // --force: the mount check resolves the path, and an unnamed
+            // temp file's /proc/<pid>/fd/<n> resolves to a deleted name;
+            // the file is ours and mounted nowhere.
             relabel
-                .arg("-q")
+                .args(["-q", "--force"])
                 .arg(format!("--new-serial={serial:016x}"))
                 .arg(path);
             run(NTFS_SERIAL_TOOL, &mut relabel)?;
@@ -425,6 +472,9 @@ const NTFS_SERIAL_TOOL: (&str, &str) = ("ntfslabel", "apt-get install ntfs-3g");
 /// Finds a tool on PATH or in the sbin directories, which are not on every
 /// user's PATH.
 fn tool((name, hint): (&'static str, &'static str)) -> Result<Command, MkfsError> {
+    if crate::fault::tool_hidden(name) {
+        return Err(MkfsError::ToolMissing(name, hint));
+    }
     let path_dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
     let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
     path_dirs

@@ -7,6 +7,7 @@
 //! Marks: `-` destroyed, `~` changed (same place, new content), `=` kept,
 //! `+` created.
 
+use crate::events::printable;
 use crate::inspect::{approx_bytes, approx_size, FoundPartition, Inspection};
 use crate::layout;
 use rplan_compiler::compiled::{CDisk, CPartition, CompiledPlan};
@@ -429,20 +430,4 @@ fn quoted(ids: &[String]) -> String {
         .map(|i| format!("`{}`", printable(i)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Text from a disk or a plan (labels, names, paths) made safe for a
-/// terminal: control characters (an ESC sequence could hide the lines
-/// around it) are shown escaped.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }

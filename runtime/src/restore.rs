@@ -2,8 +2,9 @@
 //! of a device, hashing while streaming and verifying size and SHA-256.
 //!
 //! For: the hot path of an ASR restore. Memory stays small and fixed (four
-//! 4 MiB buffers plus the zstd window, which is capped at 32 MiB) whatever
-//! the image size. Three stages run at once, passing buffers along without
+//! 4 MiB buffers plus the zstd window: the one the file was compressed
+//! with, 8 MiB at the usual levels, accepted up to 2 GiB for `--long=31`,
+//! like `check`) whatever the image size. Three stages run at once, passing buffers along without
 //! copying them: the calling thread reads (and decompresses), a second
 //! thread hashes, a third writes and syncs every [`SYNC_EVERY`] bytes so that
 //! the device's writeback overlaps the hashing instead of all landing in
@@ -17,8 +18,8 @@
 use crate::target::Device;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
@@ -33,9 +34,6 @@ pub const SYNC_EVERY: u64 = 64 << 20;
 /// Granularity of zero skipping. Aligned to the artifact's own offsets,
 /// which are aligned on the device when the partition is (1 MiB usually).
 const ZERO_BLOCK: usize = 64 << 10;
-/// zstd windows above 2^25 (32 MiB: `--ultra -21/-22`, `--long`) are refused
-/// to keep the memory bound.
-const ZSTD_WINDOW_LOG_MAX: u32 = 25;
 
 /// What the artifact must turn out to be, from the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,14 +368,23 @@ pub fn open_artifact(
     format: ArtifactFormat,
 ) -> io::Result<Box<dyn Read + Send>> {
     let path = path.as_ref();
-    let file = File::open(path)?;
+    // O_NONBLOCK: opening a FIFO must not block (it is refused below).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file (a device, FIFO or directory)",
+        ));
+    }
     match format {
         // No BufReader: restore reads in 4 MiB pieces already, and a
         // buffer in between would only add a copy.
         ArtifactFormat::Raw | ArtifactFormat::File => Ok(Box::new(file)),
         ArtifactFormat::RawZstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(file)?;
-            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            // The very decoder `check` hashed the artifact with.
+            let decoder = rplan_compiler::analyze::artifacts::zstd_decoder(file)?;
             Ok(Box::new(ZstdReader {
                 inner: decoder,
                 path: path.to_path_buf(),
@@ -397,8 +404,7 @@ impl<R: Read> Read for ZstdReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).map_err(|e| {
             let hint = if e.to_string().contains("too much memory") {
-                " (compressed with a window over 32 MiB, e.g. `zstd --long` or \
-                 `--ultra -21`; recompress with a level of 19 or less)"
+                " (compressed with a window over 2 GiB; recompress with `zstd --long=31` or less)"
             } else {
                 ""
             };

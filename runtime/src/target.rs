@@ -499,6 +499,7 @@ impl DiskFile {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.check_write(offset, buf.len() as u64)?;
+        crate::fault::before_write();
         self.file.write_all_at(buf, offset)
     }
 

@@ -1,6 +1,12 @@
 //! The backup set: artifact ids, paths, and — unless `--no-artifacts` — the
-//! files themselves: present, of the stated size, with the stated sha256
-//! (hashed as a stream, so a 10 GiB image costs a 1 MiB buffer).
+//! files themselves: regular files inside the backup root, present, of the
+//! stated size, with the stated sha256 (hashed as a stream, so a 10 GiB
+//! image costs a 1 MiB buffer, and never past the stated size + 1).
+//!
+//! zstd artifacts are decoded here and by the restore with the same
+//! settings ([`zstd_decoder`]): windows up to [`ZSTD_WINDOW_LOG_MAX`]
+//! (2 GiB, `zstd --long=31`) are accepted, larger ones are an error at
+//! check time rather than a failed restore.
 
 use crate::compiled::CArtifact;
 use crate::diagnostic::{codes, Diagnostic};
@@ -36,7 +42,9 @@ pub fn check(
     for (n, a) in backup.artifacts.iter().enumerate() {
         let ap = format!("/backup/artifacts/{n}");
         let rel = Path::new(&a.path);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        let escapes =
+            rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir));
+        if escapes {
             diags.push(
                 Diagnostic::error(
                     codes::ARTIFACT_PATH,
@@ -65,7 +73,8 @@ pub fn check(
         }
         // Absolute, so that a compiled plan works from any directory.
         let path = std::path::absolute(root.join(&a.path)).unwrap_or_else(|_| root.join(&a.path));
-        if !options.no_artifacts {
+        // A path that leaves the root is never opened, let alone hashed.
+        if !options.no_artifacts && !escapes && inside_root(&root, &path, &ap, diags) {
             verify_file(&path, a.format, size, &a.sha256, &ap, diags);
         }
         out.push(CArtifact {
@@ -93,6 +102,30 @@ fn used_artifacts(plan: &Plan) -> Vec<&str> {
     used
 }
 
+/// Whether `path`, symlinks resolved, is still inside `root` (a missing
+/// file is left to [`verify_file`] to report).
+fn inside_root(root: &Path, path: &Path, ap: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    let (Ok(root), Ok(real)) = (root.canonicalize(), path.canonicalize()) else {
+        return true;
+    };
+    if real.starts_with(&root) {
+        return true;
+    }
+    diags.push(
+        Diagnostic::error(
+            codes::ARTIFACT_PATH,
+            format!("{ap}/path"),
+            format!(
+                "artifact {} leads outside the backup root (to {}) through a symbolic link",
+                path.display(),
+                real.display()
+            ),
+        )
+        .help("artifacts must be files inside `backup.root`"),
+    );
+    false
+}
+
 fn verify_file(
     path: &Path,
     format: ArtifactFormat,
@@ -101,7 +134,11 @@ fn verify_file(
     ap: &str,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let measured = hash_artifact(path, format);
+    if let Err(d) = check_kind(path, format, ap) {
+        diags.push(d);
+        return;
+    }
+    let measured = hash_artifact_upto(path, format, size);
     match measured {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => diags.push(
             Diagnostic::error(codes::ARTIFACT_MISSING, format!("{ap}/path"), format!("artifact file {} does not exist", path.display()))
@@ -116,22 +153,128 @@ fn verify_file(
                 );
             }
             if !hash.eq_ignore_ascii_case(sha256) {
-                diags.push(
-                    Diagnostic::error(codes::ARTIFACT_SHA256, format!("{ap}/sha256"), format!("artifact sha256 is {hash}, the plan says {sha256}"))
-                        .help("the backup changed or is damaged: recapture it, or correct the plan if the file is right"),
-                );
+                // A common slip: the sha256 of the .zst file itself.
+                let of_compressed = format == ArtifactFormat::RawZstd
+                    && hash_artifact_upto(path, ArtifactFormat::Raw, None)
+                        .is_ok_and(|(h, _)| h.eq_ignore_ascii_case(sha256));
+                let d = Diagnostic::error(codes::ARTIFACT_SHA256, format!("{ap}/sha256"), format!("artifact sha256 is {hash}, the plan says {sha256}"));
+                diags.push(if of_compressed {
+                    d.help(format!("the plan's sha256 is that of the compressed file; `sha256` is of the decompressed bytes: sha256: {hash}"))
+                } else {
+                    d.help("the backup changed or is damaged: recapture it, or correct the plan if the file is right")
+                });
             }
         }
     }
 }
 
+/// The largest zstd window accepted (2^31 bytes: `zstd --long=31`), by
+/// check and restore alike. A restore needs that much memory at most.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+
+/// The zstd decoder check and restore both use.
+pub fn zstd_decoder<R: Read>(
+    r: R,
+) -> std::io::Result<zstd::stream::read::Decoder<'static, std::io::BufReader<R>>> {
+    let mut d = zstd::stream::read::Decoder::new(r)?;
+    d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+    Ok(d)
+}
+
+/// The window a zstd file's first frame needs, from its header; `None` if
+/// it is not a zstd frame.
+pub fn zstd_window(head: &[u8]) -> Option<u64> {
+    if head.get(..4)? != [0x28, 0xB5, 0x2F, 0xFD] {
+        return None;
+    }
+    let fhd = *head.get(4)?;
+    let single_segment = fhd & 0x20 != 0;
+    if !single_segment {
+        let wd = *head.get(5)?;
+        let log = 10 + u32::from(wd >> 3);
+        let base = 1_u64 << log;
+        return Some(base + (base / 8) * u64::from(wd & 7));
+    }
+    // Single segment: the window is the content size.
+    let did = [0, 1, 2, 4][usize::from(fhd & 3)];
+    let at = 5 + did;
+    let fcs = match fhd >> 6 {
+        0 => u64::from(*head.get(at)?),
+        1 => u64::from(u16::from_le_bytes(head.get(at..at + 2)?.try_into().ok()?)) + 256,
+        2 => u64::from(u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?)),
+        _ => u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?),
+    };
+    Some(fcs)
+}
+
+/// The file is what the plan's `format` says: a regular file (not a
+/// device or FIFO, read forever), zstd if and only if `raw-zstd`, and a
+/// zstd window rplan decodes.
+fn check_kind(path: &Path, format: ArtifactFormat, ap: &str) -> Result<(), Diagnostic> {
+    let kind =
+        |message: String| Diagnostic::error(codes::ARTIFACT_KIND, format!("{ap}/format"), message);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // missing: reported by the hashing
+    };
+    if !meta.is_file() {
+        return Err(Diagnostic::error(
+            codes::ARTIFACT_KIND,
+            format!("{ap}/path"),
+            format!(
+                "artifact {} is not a regular file (a device, FIFO or directory)",
+                path.display()
+            ),
+        )
+        .help("artifacts are regular files inside `backup.root`"));
+    }
+    let mut head = [0_u8; 18];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let window = zstd_window(&head[..n]);
+    match (format, window) {
+        (ArtifactFormat::Raw, Some(_)) => Err(kind(format!(
+            "artifact {} is a zstd file, but its format is `raw`",
+            path.display()
+        ))
+        .help("this is a zstd file: use `format: raw-zstd`")),
+        (ArtifactFormat::RawZstd, Some(w)) if w > (1_u64 << ZSTD_WINDOW_LOG_MAX) + 1 => Err(kind(format!(
+            "artifact {} needs a zstd window of {} bytes; rplan decodes windows up to 2^{ZSTD_WINDOW_LOG_MAX} bytes",
+            path.display(),
+            w
+        ))
+        .help(format!("recompress it with `zstd --long={ZSTD_WINDOW_LOG_MAX}` or less"))),
+        _ => Ok(()),
+    }
+}
+
 /// sha256 and length of an artifact's decompressed bytes, streamed.
 pub fn hash_artifact(path: &Path, format: ArtifactFormat) -> std::io::Result<(String, u64)> {
+    hash_artifact_upto(path, format, None)
+}
+
+/// Like [`hash_artifact`], but reading no more than `size + 1` bytes when
+/// the size is known: enough to tell the file is too long. Only regular
+/// files are read (a device or FIFO could be read forever).
+pub fn hash_artifact_upto(
+    path: &Path,
+    format: ArtifactFormat,
+    size: Option<u64>,
+) -> std::io::Result<(String, u64)> {
+    // Checked before opening too: opening a FIFO would block.
+    let not_regular = || std::io::Error::other("not a regular file (a device, FIFO or directory)");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
     let file = std::fs::File::open(path)?;
-    let mut reader: Box<dyn Read> = match format {
-        ArtifactFormat::RawZstd => Box::new(zstd::stream::read::Decoder::new(file)?),
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let decoded: Box<dyn Read> = match format {
+        ArtifactFormat::RawZstd => Box::new(zstd_decoder(file)?),
         _ => Box::new(file),
     };
+    let mut reader = decoded.take(size.map_or(u64::MAX, |s| s.saturating_add(1)));
     let mut hasher = Sha256::new();
     let mut buf = vec![0_u8; 1 << 20];
     let mut len = 0_u64;
