@@ -248,12 +248,7 @@ fn observer(format: EventFormat) -> Box<dyn Observer> {
 
 /// Print the outcome (and a dry-run's report) and pick the exit code. A
 /// refused or failed-to-start run has no report to print.
-fn finish(
-    outcome: &Outcome,
-    format: EventFormat,
-    report: Option<&Scenario>,
-    strict: bool,
-) -> u8 {
+fn finish(outcome: &Outcome, format: EventFormat, report: Option<&Scenario>, strict: bool) -> u8 {
     let report = report.filter(|_| {
         matches!(
             outcome,
@@ -503,12 +498,15 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
 /// `--fail` adds stages that fail in any case.
 fn scenario(plan: &CompiledPlan, fail: &[String], succeed: Option<&str>) -> (Vec<String>, String) {
     use rplan_compiler::model::StageKind;
-    let until = succeed.or_else(|| {
-        plan.stages
-            .iter()
-            .find(|s| s.kind == StageKind::Asr)
-            .map(|s| s.id.as_str())
-    });
+    let asr = plan
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Asr)
+        .map(|s| s.id.as_str());
+    // Without an ASR stage nothing is destructive: the first stage works.
+    let until = succeed
+        .or(asr)
+        .or_else(|| plan.stages.first().map(|s| s.id.as_str()));
     let mut failing: Vec<String> = plan
         .stages
         .iter()
@@ -527,17 +525,20 @@ fn scenario(plan: &CompiledPlan, fail: &[String], succeed: Option<&str>) -> (Vec
             .map(|s| format!("`{}`", s.id))
             .collect::<Vec<_>>()
     };
-    let headline = match (succeed, until) {
-        (Some(s), _) => format!("modelled: `{s}` succeeds"),
-        (None, Some(asr)) if before(asr).is_empty() => {
+    let headline = match (succeed, asr, until) {
+        (Some(s), ..) => format!("modelled: `{s}` succeeds"),
+        (None, Some(asr), _) if before(asr).is_empty() => {
             format!("worst case: the ladder starts with `{asr}`")
         }
-        (None, Some(asr)) => format!(
+        (None, Some(asr), _) => format!(
             "worst case: {} fail{}, so `{asr}` runs; --succeed STAGE models a gentler outcome",
             before(asr).join(", "),
             if before(asr).len() == 1 { "s" } else { "" }
         ),
-        (None, None) => "no ASR stage: every stage fails".to_string(),
+        (None, None, Some(first)) => {
+            format!("no ASR stage, nothing destructive: modelled: `{first}` succeeds")
+        }
+        (None, None, None) => "no stages".to_string(),
     };
     let headline = if fail.is_empty() {
         headline

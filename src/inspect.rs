@@ -4,8 +4,8 @@
 
 use crate::exit;
 use rplan_compiler::codes;
-use rplan_runtime::inspect::{self, approx_bytes, Inspection};
 use rplan_runtime::events::printable;
+use rplan_runtime::inspect::{self, approx_bytes, Inspection};
 use rplan_runtime::target::{self, Access};
 use std::path::PathBuf;
 
