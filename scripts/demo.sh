@@ -15,10 +15,13 @@ cd "$(dirname "$0")/.."
 need=(sfdisk sgdisk mkfs.fat fsck.vfat mdir mkfs.ext4 mkntfs zstd blkid dot)
 missing=()
 for t in "${need[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
+# Building needs libblkid (found by pkg-config) and libclang (bindgen).
+pkg-config --exists blkid 2>/dev/null || missing+=(libblkid-dev)
+compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || missing+=(libclang-dev)
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update
-  $sudo apt-get install -y --no-install-recommends fdisk gdisk dosfstools mtools e2fsprogs ntfs-3g zstd util-linux graphviz
+  $sudo apt-get install -y --no-install-recommends fdisk gdisk dosfstools mtools e2fsprogs ntfs-3g zstd util-linux graphviz libblkid-dev libclang-dev pkg-config
 fi
 
 cargo build --release

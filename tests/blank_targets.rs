@@ -184,6 +184,9 @@ fn named(kind: &str) -> &'static [&'static str] {
         "swap" => &["swap `SWAP` on the whole disk"],
         "gpt-wiped-lba0" => &["GPT partition table 0c0c0c0c", "GPTDATA"],
         "whole-vfat" => &["vfat `WHOLEFAT` on the whole disk"],
+        "whole-xfs" => &["xfs `XFSDISK` on the whole disk"],
+        "whole-btrfs" => &["btrfs `BTRDISK` on the whole disk"],
+        "iso9660" => &["iso9660 `ISODISK` on the whole disk"],
         _ => &[],
     }
 }

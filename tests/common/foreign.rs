@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The kinds of non-blank disk the tests use.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 9] = [
     "foreign-dos",
     "whole-ext4",
     "swap",
     "gpt-wiped-lba0",
     "whole-vfat",
     "own-signature-other-partitions",
+    "whole-xfs",
+    "whole-btrfs",
+    "iso9660",
 ];
 
 pub fn run(program: &str, args: &[&str]) {
@@ -90,9 +93,15 @@ fn ntfs<'a>(label: &'a str, serial: &'a str) -> impl FnOnce(&str) + 'a {
     }
 }
 
-/// A 64 MiB image of the given kind in `dir`.
+/// An image of the given kind in `dir`: 64 MiB, or what its filesystem
+/// needs at least (XFS: 300 MiB, btrfs: 109 MiB).
 pub fn make(dir: &Path, kind: &str) -> PathBuf {
-    let img = image(dir, &format!("{kind}.img"), 64 * MIB);
+    let len = match kind {
+        "whole-xfs" => 320 * MIB,
+        "whole-btrfs" => 128 * MIB,
+        _ => 64 * MIB,
+    };
+    let img = image(dir, &format!("{kind}.img"), len);
     let p = img.to_str().unwrap();
     match kind {
         // A DOS table with two primaries and a logical partition: ext4
@@ -172,6 +181,54 @@ pub fn make(dir: &Path, kind: &str) -> PathBuf {
                 30 * MIB,
                 ext4("OLDROOT", "77777777-7777-7777-7777-777777777777"),
             );
+        }
+        "whole-xfs" => run(
+            "mkfs.xfs",
+            &[
+                "-q",
+                "-f",
+                "-L",
+                "XFSDISK",
+                "-m",
+                "uuid=12345678-1234-1234-1234-123456789abc",
+                p,
+            ],
+        ),
+        "whole-btrfs" => run(
+            "mkfs.btrfs",
+            &[
+                "-q",
+                "-f",
+                "-L",
+                "BTRDISK",
+                "-U",
+                "22345678-1234-1234-1234-123456789abc",
+                p,
+            ],
+        ),
+        // A CD image written to a disk (ISO 9660 descriptors from 32 KiB).
+        "iso9660" => {
+            let content = dir.join("iso-content");
+            std::fs::create_dir_all(&content).unwrap();
+            std::fs::write(content.join("README.TXT"), b"an installation CD\n").unwrap();
+            let iso = dir.join("cd.iso");
+            run(
+                "xorriso",
+                &[
+                    "-as",
+                    "mkisofs",
+                    "-quiet",
+                    "-V",
+                    "ISODISK",
+                    "-o",
+                    iso.to_str().unwrap(),
+                    content.to_str().unwrap(),
+                ],
+            );
+            let data = std::fs::read(&iso).unwrap();
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.write_all_at(&data, 0).unwrap();
         }
         other => panic!("unknown kind {other}"),
     }
