@@ -588,3 +588,57 @@ fn a_loop_device_backed_by_an_artifact_is_refused() {
     );
     assert_eq!(sha(&artifact), before);
 }
+
+#[test]
+fn a_forced_apply_killed_midway_resumes_without_force_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = foreign::plan(dir.path());
+    let reference = foreign::make(dir.path(), "foreign-dos");
+    Rplan::new()
+        .args([
+            "apply",
+            plan.to_str().unwrap(),
+            "--yes",
+            "--force",
+            "--target",
+        ])
+        .arg(target(&reference))
+        .args(["--journal", dir.path().join("jref").to_str().unwrap()])
+        .run()
+        .code(0);
+    let want = sha(&reference);
+    std::fs::remove_file(&reference).unwrap();
+    // Killed inside the signature clearing (the old table still there, its
+    // signatures half erased) and inside the table write.
+    for crash in ["asr/d0/clear:1", "asr/d0/clear:2", "asr/d0/table:1"] {
+        let img = foreign::make(dir.path(), "foreign-dos");
+        let journal = dir.path().join(format!("j-{}", crash.replace('/', "_")));
+        let crashed = Rplan::new()
+            .args([
+                "apply",
+                plan.to_str().unwrap(),
+                "--yes",
+                "--force",
+                "--target",
+            ])
+            .arg(target(&img))
+            .args(["--journal", journal.to_str().unwrap()])
+            .env("RPLAN_CRASH_AT", crash)
+            .run();
+        assert_ne!(crashed.code, 0, "{crash}: the run was not interrupted");
+        let run = Rplan::new()
+            .args([
+                "apply",
+                plan.to_str().unwrap(),
+                "--yes",
+                "--resume",
+                "--target",
+            ])
+            .arg(target(&img))
+            .args(["--journal", journal.to_str().unwrap()])
+            .run();
+        assert_eq!(run.code, 0, "{crash}: {}", run.stderr);
+        assert_eq!(sha(&img), want, "{crash}: the resumed image differs");
+        std::fs::remove_file(&img).unwrap();
+    }
+}

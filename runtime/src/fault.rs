@@ -1,6 +1,6 @@
 //! Fault injection for the tests: `RPLAN_CRASH_AT=STEP:N` kills the
 //! process (SIGKILL, as a power cut or the OOM killer would) just before
-//! the N-th device write of step STEP, so a test can tear a step at an
+//! the N-th device write or zeroing of step STEP, so a test can tear a step at an
 //! exact write instead of racing a timer; `RPLAN_HIDE_TOOLS=mkfs.ntfs,…`
 //! makes installed tools look missing.
 //!
