@@ -22,6 +22,7 @@
 pub mod analyze;
 pub mod compiled;
 pub mod diagnostic;
+pub mod fslimits;
 pub mod graph;
 pub mod load;
 pub mod lower;

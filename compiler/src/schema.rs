@@ -101,12 +101,12 @@ impl SchemaValidator {
     /// Every violation in `instance`, as diagnostics.
     pub fn validate(&self, instance: &Value) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::new();
+        // Seen (pointer, message) pairs: a set, so that a plan with
+        // thousands of errors costs linear time, not quadratic.
+        let mut seen = std::collections::HashSet::new();
         for error in self.validator.iter_errors(instance) {
             for d in self.explain(&error) {
-                if !out
-                    .iter()
-                    .any(|o| o.pointer == d.pointer && o.message == d.message)
-                {
+                if seen.insert((d.pointer.clone(), d.message.clone())) {
                     out.push(d);
                 }
             }
@@ -229,11 +229,21 @@ impl SchemaValidator {
             ValidationErrorKind::MinLength { .. } => {
                 Diagnostic::error(codes::BAD_VALUE, pointer, "must not be empty")
             }
-            ValidationErrorKind::MaxLength { limit } => Diagnostic::error(
-                codes::BAD_VALUE,
-                pointer,
-                format!("{found} is longer than {limit} characters"),
-            ),
+            ValidationErrorKind::MaxLength { limit } => {
+                let help = if pointer == "/name" {
+                    Some("the name also names the journal file `apply` keeps (`NAME-HASH.jsonl`, at most 255 bytes): shorten it".to_string())
+                } else if pointer.ends_with("/label") {
+                    Some("labels hold at most 11 characters on FAT, 16 bytes on ext4, 32 characters on NTFS".to_string())
+                } else {
+                    None
+                };
+                Diagnostic::error(
+                    codes::BAD_VALUE,
+                    pointer,
+                    format!("{found} is longer than {limit} characters"),
+                )
+                .maybe_help(help)
+            }
             ValidationErrorKind::Format { format } if format == "uuid" => Diagnostic::error(
                 codes::BAD_VALUE,
                 pointer,
