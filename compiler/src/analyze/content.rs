@@ -157,7 +157,7 @@ impl Ctx<'_> {
                 format!("{cp}/image"),
                 &[ArtifactFormat::Raw, ArtifactFormat::RawZstd],
             ) {
-                if let Some(size) = a.size.filter(|&s| s > capacity) {
+                if let Some(size) = a.size.filter(|&s| capacity > 0 && s > capacity) {
                     self.diags.push(
                         Diagnostic::error(
                             codes::CONTENT_TOO_LARGE,
@@ -223,7 +223,8 @@ impl Ctx<'_> {
             }
             targets.push(key);
         }
-        if total > capacity {
+        // A place of 0 bytes was reported where it is declared.
+        if capacity > 0 && total > capacity {
             self.diags.push(Diagnostic::error(
                 codes::CONTENT_TOO_LARGE,
                 format!("{cp}/files"),
