@@ -406,3 +406,50 @@ fn a_partition_past_the_end_is_reported_once() {
     );
     assert!(!json.to_string().contains("at most 0B"), "{json}");
 }
+
+/// The size check suggests for a FAT filesystem is one apply can make: on
+/// 512- and 4096-byte sectors, the smallest size check accepts formats on a
+/// sparse image (mkfs.fat and the runtime's cluster check agree with it).
+#[test]
+fn the_smallest_fat_check_accepts_is_one_apply_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = |fs: &str, ss: u32, size: &str| {
+        format!(
+            "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\n\
+             media: {{ build: sp2-slipstream }}\n\
+             disks:\n  - {{ id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", sector_size: {ss}, size: 1GiB,\n      \
+             partitions: [ {{ id: p, size: {size}, type: {fs}, content: {{ format: {{ fs: {fs} }} }} }} ] }}\n\
+             stages:\n  - {{ id: asr, kind: asr }}\n"
+        )
+    };
+    for (fs, ss) in [
+        ("fat32", 4096),
+        ("fat16", 4096),
+        ("fat32", 512),
+        ("fat16", 512),
+    ] {
+        let (code, json) = check(&write(dir.path(), "small.yaml", &disk(fs, ss, "2MiB")));
+        assert_eq!(code, 1, "{json}");
+        let help = diags(&json)[0]["help"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let size = help
+            .strip_prefix("make it at least ")
+            .and_then(|h| h.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{fs} on {ss}: no size in {help:?}"))
+            .to_string();
+        let plan = write(dir.path(), "fits.yaml", &disk(fs, ss, &size));
+        let (code, json) = check(&plan);
+        assert_eq!(code, 0, "{fs} {size} on {ss}: {json}");
+        let target = image(dir.path(), &format!("{fs}-{ss}.img"), 1 << 30);
+        Rplan::new()
+            .args(["apply", "--yes", "--journal"])
+            .arg(dir.path().to_string_lossy())
+            .arg(plan.to_string_lossy())
+            .arg("--target")
+            .arg(format!("disk0={}", target.display()))
+            .run()
+            .code(0);
+    }
+}
