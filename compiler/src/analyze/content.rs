@@ -328,13 +328,20 @@ fn fs_size_problem(fs: Fs, name: &str, place: &Place<'_>, pointer: String) -> Op
                 _ => "FAT32",
             }
         ),
-        None => "mkfs.fat refuses it: no cluster size gives a FAT16 cluster count".to_string(),
+        None => format!(
+            "mkfs.fat refuses it: at every cluster size it tries, {name} would have too few or too many clusters"
+        ),
     };
     let min_size = fslimits::fat_min_size(fs, sector_size);
     let help = match (fs, min_size) {
         (Fs::Fat32, Some(m)) if capacity < m => format!(
-            "make it at least {} (on {sector_size}-byte sectors), or use fat16",
-            human_bytes(m)
+            "make it at least {} (on {sector_size}-byte sectors){}",
+            human_bytes(m),
+            if fslimits::fat_size_ok(Fs::Fat16, capacity, sector_size) {
+                ", or use fat16"
+            } else {
+                ""
+            }
         ),
         (Fs::Fat16, Some(m)) if capacity < m => format!(
             "make it at least {} (on {sector_size}-byte sectors)",
