@@ -160,10 +160,16 @@ pub fn parse_yaml(source: &Source) -> Result<Value, YamlError> {
     })
 }
 
-/// The first non-blank character of the last line before the one holding
-/// `at` that has content other than a comment.
+/// Where a key without its colon begins: the first non-blank character of
+/// the line holding `at` if the key is on it, else of the last line before
+/// it that has content other than a comment (the scanner only notices the
+/// missing colon at the next token).
 fn previous_content_line(text: &str, at: usize) -> Option<usize> {
     let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let here = text.get(line_start..at)?;
+    if !here.trim().is_empty() {
+        return Some(line_start + (here.len() - here.trim_start().len()));
+    }
     let before = text.get(..line_start)?;
     let mut end = before.len();
     while end > 0 {
@@ -301,4 +307,38 @@ fn to_json(v: serde_yaml::Value, pointer: &str) -> Result<Value, (String, String
         }
         Y::Tagged(t) => to_json(t.value, pointer)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_at(text: &str) -> (usize, usize, Option<String>) {
+        let source = Source::new("t.yaml", text);
+        let e = parse_yaml(&source).unwrap_err();
+        let (l, c) = source.spans.line_col(text, e.offset.unwrap());
+        (l, c, e.help)
+    }
+
+    #[test]
+    fn a_missing_colon_is_reported_on_its_own_line() {
+        for (text, at) in [
+            ("a: 1\nb\n", (2, 1)),
+            ("a: 1\nb", (2, 1)),
+            ("a: 1\nb\n# c\n\nc: 2\n", (2, 1)),
+            ("a:\n  x: 1\n  y\n  z: 2\n", (3, 3)),
+        ] {
+            let (l, c, help) = error_at(text);
+            assert_eq!((l, c), at, "{text:?}");
+            assert!(help.unwrap_or_default().contains("colon"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn merge_keys_merge_and_tabs_get_help() {
+        let v = parse_yaml(&Source::new("t", "a: &x { p: 1 }\nb: { <<: *x, q: 2 }\n")).unwrap();
+        assert_eq!(v["b"]["p"], 1);
+        let (_, _, help) = error_at("a:\n\tb: 1\n");
+        assert!(help.unwrap_or_default().contains("tabs"));
+    }
 }
