@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The largest plan (or ruleset) file read: far above any real plan, far
 /// below what would strain memory.
-pub const MAX_PLAN_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_PLAN_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How deeply mappings and lists may nest: serde_yaml's own limit. Deeper
 /// documents are refused before serde_yaml sees them, because its scanner

@@ -15,6 +15,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+/// The most schema diagnostics listed for one plan; the rest are counted.
+pub const MAX_DIAGNOSTICS: usize = 10_000;
+
 /// The plan schema as JSON.
 pub fn plan_schema() -> Value {
     let mut schema =
@@ -104,12 +107,29 @@ impl SchemaValidator {
         // Seen (pointer, message) pairs: a set, so that a plan with
         // thousands of errors costs linear time, not quadratic.
         let mut seen = std::collections::HashSet::new();
+        let mut unlisted = 0_usize;
         for error in self.validator.iter_errors(instance) {
             for d in self.explain(&error) {
-                if seen.insert((d.pointer.clone(), d.message.clone())) {
+                if out.len() >= MAX_DIAGNOSTICS {
+                    // Counted, not kept: a hostile plan's millions of
+                    // problems must not cost memory.
+                    unlisted += 1;
+                } else if seen.insert((d.pointer.clone(), d.message.clone())) {
                     out.push(d);
                 }
             }
+        }
+        if unlisted > 0 {
+            out.push(
+                Diagnostic::error(
+                    codes::SCHEMA_OTHER,
+                    "",
+                    format!("… and {unlisted} more problems, not listed"),
+                )
+                .help(format!(
+                    "rplan lists the first {MAX_DIAGNOSTICS} problems of a plan: fix those first"
+                )),
+            );
         }
         out
     }
