@@ -4,7 +4,7 @@
 //! This is the one place where a pointer becomes a line and column: through
 //! the span index of the source the diagnostic belongs to.
 
-use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use miette::{LabeledSpan, MietteDiagnostic, Report};
 use rplan_compiler::diagnostic::category;
 use rplan_compiler::{Diagnostic, Severity, Source};
 use serde_json::{json, Value};
@@ -143,6 +143,63 @@ pub fn sarif(items: &[Located]) -> Value {
     })
 }
 
+/// At most this many diagnostics are drawn for a person; the rest are
+/// counted in one line (`--format json` lists them all).
+pub const MAX_HUMAN: usize = 500;
+
+/// A source for miette that finds lines through our own line index. miette
+/// reads a `str` source from its first byte for every report, which makes
+/// many reports on one file quadratic; this hands it only the lines around
+/// the span.
+#[derive(Debug)]
+struct Indexed {
+    name: String,
+    text: Arc<String>,
+    line_starts: Arc<Vec<usize>>,
+}
+
+impl Indexed {
+    fn line_of(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+}
+
+impl miette::SourceCode for Indexed {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let first = self
+            .line_of(span.offset())
+            .saturating_sub(context_lines_before);
+        let last = self.line_of(span.offset() + span.len().saturating_sub(1));
+        let start = self.line_starts.get(first).copied().unwrap_or(0);
+        let end = self
+            .line_starts
+            .get(last + context_lines_after + 2)
+            .copied()
+            .unwrap_or(self.text.len())
+            .min(self.text.len());
+        let window = self.text.as_bytes().get(start..end).unwrap_or_default();
+        let local = miette::SourceSpan::new(span.offset().saturating_sub(start).into(), span.len());
+        let inner = window.read_span(&local, context_lines_before, context_lines_after)?;
+        let data = inner.data();
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            data,
+            miette::SourceSpan::new((inner.span().offset() + start).into(), inner.span().len()),
+            inner.line() + first,
+            inner.column(),
+            inner.line_count() + first,
+        )))
+    }
+}
+
 /// Render for a person, through miette, one report per diagnostic.
 pub fn human(items: &[Located], color: bool) -> String {
     let handler = if color {
@@ -151,8 +208,8 @@ pub fn human(items: &[Located], color: bool) -> String {
         miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
     };
     let mut out = String::new();
-    let mut shared: Vec<(String, Arc<String>)> = Vec::new();
-    for l in items {
+    let mut shared: Vec<(String, Arc<String>, Arc<Vec<usize>>)> = Vec::new();
+    for l in items.iter().take(MAX_HUMAN) {
         let mut md = MietteDiagnostic::new(l.diag.message.clone())
             .with_code(l.diag.code)
             .with_severity(match l.diag.severity {
@@ -189,15 +246,24 @@ pub fn human(items: &[Located], color: bool) -> String {
                     let help = md.help.take().map(|h| format!("{h}\n")).unwrap_or_default();
                     md = md.with_help(format!("{help}see {}", notes.join("; ")));
                 }
-                let text = match shared.iter().find(|(n, _)| *n == src.name) {
-                    Some((_, t)) => t.clone(),
+                let (text, line_starts) = match shared.iter().find(|(n, ..)| *n == src.name) {
+                    Some((_, t, l)) => (t.clone(), l.clone()),
                     None => {
                         let t = Arc::new(src.text.clone());
-                        shared.push((src.name.clone(), t.clone()));
-                        t
+                        let l = Arc::new(
+                            std::iter::once(0)
+                                .chain(src.text.match_indices('\n').map(|(i, _)| i + 1))
+                                .collect::<Vec<usize>>(),
+                        );
+                        shared.push((src.name.clone(), t.clone(), l.clone()));
+                        (t, l)
                     }
                 };
-                Report::new(md).with_source_code(NamedSource::new(src.name.clone(), text))
+                Report::new(md).with_source_code(Indexed {
+                    name: src.name.clone(),
+                    text,
+                    line_starts,
+                })
             }
             _ => {
                 let where_ = if l.file.is_empty() {
@@ -213,6 +279,12 @@ pub fn human(items: &[Located], color: bool) -> String {
         };
         let _ = handler.render_report(&mut out, report.as_ref());
         out.push('\n');
+    }
+    if items.len() > MAX_HUMAN {
+        out.push_str(&format!(
+            "… and {} more diagnostics not shown (`--format json` lists them all)\n",
+            items.len() - MAX_HUMAN
+        ));
     }
     out
 }

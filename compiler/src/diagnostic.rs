@@ -126,6 +126,7 @@ pub mod codes {
     pub const BAD_SIZE: &str = "RP0106";
     pub const BAD_VERSION: &str = "RP0107";
     pub const SCHEMA_OTHER: &str = "RP0108";
+    pub const PLAN_TOO_LARGE: &str = "RP0109";
 
     // 02 — compatibility rules
     pub const UNSUPPORTED_PAIR: &str = "RP0201";
@@ -163,6 +164,8 @@ pub mod codes {
     pub const LOGICAL_ON_GPT: &str = "RP0324";
     pub const NO_CRITICAL_DISK: &str = "RP0325";
     pub const SECTOR_SIZE: &str = "RP0326";
+    pub const BAD_LABEL: &str = "RP0327";
+    pub const DUPLICATE_IDENTITY: &str = "RP0328";
 
     // 04 — stages and escalation
     pub const DUPLICATE_STAGE: &str = "RP0401";
@@ -178,6 +181,7 @@ pub mod codes {
     pub const NO_STAGES: &str = "RP0411";
     pub const ASR_WITHOUT_DISKS: &str = "RP0412";
     pub const DISKS_WITHOUT_ASR: &str = "RP0413";
+    pub const TIMEOUT_EXCEEDS_STAGE: &str = "RP0414";
 
     // 05 — backup artifacts
     pub const DUPLICATE_ARTIFACT: &str = "RP0501";

@@ -22,6 +22,7 @@
 pub mod analyze;
 pub mod compiled;
 pub mod diagnostic;
+pub mod fslimits;
 pub mod graph;
 pub mod load;
 pub mod lower;
@@ -131,7 +132,15 @@ impl model::Plan {
             } else {
                 codes::SCHEMA_OTHER
             };
-            Diagnostic::error(code, pointer, message)
+            // serde keeps only the message of a refused duration; its bound
+            // is worth repeating as help.
+            let help = message.contains("longer than 30 days").then(|| {
+                format!(
+                    "durations are at most {}h (30 days): a step that takes longer has failed",
+                    size::MAX_DURATION_SECS / 3600
+                )
+            });
+            Diagnostic::error(code, pointer, message).maybe_help(help)
         })
     }
 }

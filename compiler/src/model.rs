@@ -23,8 +23,8 @@ pub struct Plan {
     /// Plan format version; only 1 exists.
     #[schemars(range(min = 1, max = 1))]
     pub version: u32,
-    /// The machine's name.
-    #[schemars(length(min = 1))]
+    /// The machine's name; it also names the apply journal's file.
+    #[schemars(length(min = 1, max = 128))]
     pub name: String,
     /// The machine when the backup was taken.
     pub system: System,

@@ -15,6 +15,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+/// The most schema diagnostics listed for one plan; the rest are counted.
+pub const MAX_DIAGNOSTICS: usize = 10_000;
+
 /// The plan schema as JSON.
 pub fn plan_schema() -> Value {
     let mut schema =
@@ -101,15 +104,32 @@ impl SchemaValidator {
     /// Every violation in `instance`, as diagnostics.
     pub fn validate(&self, instance: &Value) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::new();
+        // Seen (pointer, message) pairs: a set, so that a plan with
+        // thousands of errors costs linear time, not quadratic.
+        let mut seen = std::collections::HashSet::new();
+        let mut unlisted = 0_usize;
         for error in self.validator.iter_errors(instance) {
             for d in self.explain(&error) {
-                if !out
-                    .iter()
-                    .any(|o| o.pointer == d.pointer && o.message == d.message)
-                {
+                if out.len() >= MAX_DIAGNOSTICS {
+                    // Counted, not kept: a hostile plan's millions of
+                    // problems must not cost memory.
+                    unlisted += 1;
+                } else if seen.insert((d.pointer.clone(), d.message.clone())) {
                     out.push(d);
                 }
             }
+        }
+        if unlisted > 0 {
+            out.push(
+                Diagnostic::error(
+                    codes::SCHEMA_OTHER,
+                    "",
+                    format!("… and {unlisted} more problems, not listed"),
+                )
+                .help(format!(
+                    "rplan lists the first {MAX_DIAGNOSTICS} problems of a plan: fix those first"
+                )),
+            );
         }
         out
     }
@@ -229,11 +249,21 @@ impl SchemaValidator {
             ValidationErrorKind::MinLength { .. } => {
                 Diagnostic::error(codes::BAD_VALUE, pointer, "must not be empty")
             }
-            ValidationErrorKind::MaxLength { limit } => Diagnostic::error(
-                codes::BAD_VALUE,
-                pointer,
-                format!("{found} is longer than {limit} characters"),
-            ),
+            ValidationErrorKind::MaxLength { limit } => {
+                let help = if pointer == "/name" {
+                    Some("the name also names the journal file `apply` keeps (`NAME-HASH.jsonl`, at most 255 bytes): shorten it".to_string())
+                } else if pointer.ends_with("/label") {
+                    Some("labels hold at most 11 characters on FAT, 16 bytes on ext4, 32 characters on NTFS".to_string())
+                } else {
+                    None
+                };
+                Diagnostic::error(
+                    codes::BAD_VALUE,
+                    pointer,
+                    format!("{found} is longer than {limit} characters"),
+                )
+                .maybe_help(help)
+            }
             ValidationErrorKind::Format { format } if format == "uuid" => Diagnostic::error(
                 codes::BAD_VALUE,
                 pointer,

@@ -213,7 +213,13 @@ impl JsonSchema for Size {
     }
 }
 
-/// A duration in whole seconds, written `30s`, `15m` or `2h`.
+/// The longest duration a plan may give: a stage, action or probe that has
+/// not finished in 30 days is not a recovery step. The bound also keeps
+/// every deadline the runtime computes far from overflowing.
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+
+/// A duration in whole seconds, written `30s`, `15m` or `2h`, at most
+/// [`MAX_DURATION_SECS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Duration(pub u64);
 
@@ -226,14 +232,29 @@ impl Duration {
         };
         let last = t.char_indices().last().map_or(0, |(i, _)| i);
         let (number, unit) = t.split_at(last);
-        let n: u64 = number.parse().map_err(|_| bad())?;
         let m = match unit {
             "s" => 1,
             "m" => 60,
             "h" => 3600,
             _ => return Err(bad()),
         };
-        n.checked_mul(m).map(Duration).ok_or_else(bad)
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let too_long = || UnitError {
+            message: format!("`{text}` is longer than 30 days"),
+            help: Some(format!(
+                "durations are at most {}h ({}s): a step that takes longer has failed",
+                MAX_DURATION_SECS / 3600,
+                MAX_DURATION_SECS
+            )),
+        };
+        // Too many digits for u64 is too long, not malformed.
+        let n: u64 = number.parse().map_err(|_| too_long())?;
+        match n.checked_mul(m) {
+            Some(s) if s <= MAX_DURATION_SECS => Ok(Duration(s)),
+            _ => Err(too_long()),
+        }
     }
 
     pub fn secs(self) -> u64 {
@@ -315,5 +336,10 @@ mod tests {
         assert!(Duration::parse("5日本").is_err());
         assert!(Duration::parse("").is_err());
         assert_eq!(Duration(7200).to_string(), "2h");
+        assert_eq!(Duration::parse("720h"), Ok(Duration(MAX_DURATION_SECS)));
+        for huge in ["721h", "5124095576030431h", "99999999999999999999999s"] {
+            let e = Duration::parse(huge).unwrap_err();
+            assert!(e.message.contains("30 days"), "{huge}: {e}");
+        }
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// Deeper than this the loader refuses the document anyway.
-const MAX_DEPTH: usize = 256;
+/// Deeper than this the loader refuses the document (see `too_deep`).
+const MAX_DEPTH: usize = crate::load::MAX_NESTING;
 
 /// A byte range in a source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct SpanIndex {
     pub second_document: Option<Span>,
     pub unclosed: Option<Span>,
     pub scan_stop: Option<Span>,
+    /// Where the document first nests deeper than the loader allows.
+    pub too_deep: Option<Span>,
 }
 
 impl SpanIndex {
@@ -46,6 +48,15 @@ impl SpanIndex {
             stack: Vec::new(),
             index: SpanIndex::default(),
         };
+        // Both YAML scanners (yaml-rust2 here, libyaml in the loader) slow
+        // down quadratically with flow nesting, before any event arrives:
+        // measure it first, linearly, and index nothing past the limit.
+        if let Some(offset) = flow_too_deep(text, MAX_DEPTH) {
+            builder.index.too_deep = Some(Span { offset, len: 1 });
+            let mut index = builder.index;
+            index.line_starts = line_starts(text);
+            return index;
+        }
         // Pull events one at a time: yaml-rust2's `load` recurses per
         // nesting level and would overflow the stack on hostile input.
         let mut parser = Parser::new_from_str(text);
@@ -59,9 +70,14 @@ impl SpanIndex {
                     builder.index.second_document = Some(Span { offset, len: 3 });
                     break;
                 }
-                // serde_yaml refuses nesting deeper than 128; pointers
-                // that deep would only cost memory quadratic in the depth.
-                Ok(_) if builder.stack.len() > MAX_DEPTH => break,
+                // Too deep to be a plan: stop here (pointers that deep
+                // would cost memory quadratic in the depth), and tell the
+                // loader, whose YAML scanner is slow on deep flow nesting.
+                Ok((_, mark)) if builder.stack.len() > MAX_DEPTH => {
+                    let offset = builder.offset(&mark);
+                    builder.index.too_deep = Some(Span { offset, len: 1 });
+                    break;
+                }
                 Ok((event, mark)) => builder.on_event(event, mark),
                 Err(e) => {
                     // The innermost open flow collection is usually what
@@ -118,6 +134,59 @@ impl SpanIndex {
             .map_or(0, |s| s.chars().count());
         (line + 1, col + 1)
     }
+}
+
+/// Where `[`/`{` first nest more than `limit` deep, in one pass that skips
+/// quoted scalars and comments. A bracket counts only where a flow
+/// collection can begin (after a line start, `:`, `-`, `,`, `?`, or another
+/// bracket), so a plain scalar like `a[1]` is not mistaken for one.
+fn flow_too_deep(text: &str, limit: usize) -> Option<usize> {
+    let mut depth = 0_usize;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = b'\n'; // last byte that was not a space
+    let mut prev_raw = b'\n';
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        if comment {
+            if b == b'\n' {
+                comment = false;
+                prev = b'\n';
+                prev_raw = b'\n';
+            }
+            continue;
+        }
+        if let Some(q) = quote {
+            match b {
+                b'\\' if q == b'"' && !escaped => escaped = true,
+                _ if b == q && !escaped => {
+                    quote = None;
+                    prev = b;
+                }
+                _ => escaped = false,
+            }
+            prev_raw = b;
+            continue;
+        }
+        let token_start = matches!(prev, b'\n' | b':' | b'-' | b',' | b'?' | b'[' | b'{');
+        match b {
+            b'#' if matches!(prev_raw, b' ' | b'\t' | b'\n') => comment = true,
+            b'"' | b'\'' if token_start => quote = Some(b),
+            b'[' | b'{' if token_start => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if !matches!(b, b' ' | b'\t' | b'\r') {
+            prev = b;
+        }
+        prev_raw = b;
+    }
+    None
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
@@ -342,5 +411,17 @@ mod tests {
         assert_eq!(ix.line_col(text, k.offset), (5, 5));
         // An unindexed child falls back to its parent.
         assert_eq!(ix.value("/disks/0/nope"), ix.value("/disks/0"));
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_found_without_parsing() {
+        let deep = format!("name: {}", "[".repeat(200));
+        assert_eq!(flow_too_deep(&deep, 128), Some(6 + 128));
+        let quoted = format!(
+            "name: \"{}\"\nx: [a[1], {{b: c}}] # [[[[\n",
+            "[".repeat(200)
+        );
+        assert_eq!(flow_too_deep(&quoted, 128), None);
+        assert!(SpanIndex::build(&deep).too_deep.is_some());
     }
 }

@@ -9,16 +9,30 @@ use rplan_compiler::compiled::{CDisk, CPartition, CVolume, CompiledPlan};
 use rplan_compiler::model::{Layout, TableKind};
 
 /// A partition's byte range on a target of `target_len` bytes.
+///
+/// On an MBR disk `rest` stops where MBR's 32-bit sector numbers do (2 TiB
+/// with 512-byte sectors), as Windows does on a larger disk: the check
+/// refuses MBR plans beyond that, but the real target may be larger than
+/// the plan's disk, and a table entry past the limit cannot be written.
 pub fn extent(disk: &CDisk, part: &CPartition, target_len: u64) -> (u64, u64) {
     let ss = u64::from(disk.sector_size);
     let len = match part.size {
         Some(size) => size,
         None => {
             let (_, end) = usable_range(disk.table, ss, target_len / ss * ss);
+            let end = match disk.table {
+                TableKind::Mbr => end.min(mbr_addressable(ss)),
+                TableKind::Gpt => end,
+            };
             end.saturating_sub(part.start) / ss * ss
         }
     };
     (part.start, len)
+}
+
+/// The bytes an MBR table can address with `sector_size`-byte sectors.
+pub fn mbr_addressable(sector_size: u64) -> u64 {
+    sector_size.saturating_mul(1 << 32)
 }
 
 /// The partition table to write on a target of `target_len` bytes.
@@ -94,4 +108,51 @@ pub fn members(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(table: TableKind) -> CDisk {
+        CDisk {
+            id: "d".into(),
+            critical: true,
+            table,
+            signature: Some(1),
+            guid: None,
+            sector_size: 512,
+            min_size: 1 << 30,
+            partitions: vec![CPartition {
+                id: "p".into(),
+                number: 1,
+                start: 1 << 20,
+                size: None,
+                min_size: (1 << 30) - (1 << 20),
+                mbr_type: Some(7),
+                type_guid: None,
+                guid: None,
+                name: None,
+                bootable: false,
+                logical: false,
+                critical: true,
+                content: None,
+                volume: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn mbr_rest_stops_at_two_tib_on_a_larger_target() {
+        let d = disk(TableKind::Mbr);
+        let three_tib = 3 << 40;
+        let (start, len) = extent(&d, &d.partitions[0], three_tib);
+        assert_eq!(start + len, 2 << 40);
+        let spec = table_spec(&d, three_tib);
+        let p = &spec.partitions[0];
+        assert!(u32::try_from(p.start_lba + p.size_lba - 1).is_ok());
+        // Within the limit nothing changes.
+        let (_, len) = extent(&d, &d.partitions[0], 1 << 40);
+        assert_eq!(start + len, 1 << 40);
+    }
 }

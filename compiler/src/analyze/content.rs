@@ -4,6 +4,7 @@
 
 use crate::compiled::{CArtifact, CDisk, CVolume};
 use crate::diagnostic::{codes, Diagnostic};
+use crate::fslimits;
 use crate::model::{ArtifactFormat, Content, Fs, Plan};
 use crate::size::{human_bytes, GIB, MIB};
 
@@ -30,8 +31,11 @@ pub fn check(
             ctx.content(
                 content,
                 &format!("/disks/{i}/partitions/{j}/content"),
-                capacity,
-                &what,
+                Place {
+                    capacity,
+                    sector_size: u64::from(d.sector_size),
+                    what: &what,
+                },
             );
             if let Some(f) = &content.format {
                 check_type_matches(
@@ -46,13 +50,29 @@ pub fn check(
     for (k, v) in plan.volumes.iter().enumerate() {
         let Some(content) = &v.content else { continue };
         let capacity = volumes.get(k).map_or(0, |cv| cv.usable_size);
+        // A volume's sectors are its first member disk's.
+        let sector_size = volumes
+            .get(k)
+            .and_then(|cv| cv.members.first())
+            .and_then(|m| disks.iter().find(|d| d.id == m.disk))
+            .map_or(512, |d| u64::from(d.sector_size));
         ctx.content(
             content,
             &format!("/volumes/{k}/content"),
-            capacity,
-            &format!("volume `{}`", v.id),
+            Place {
+                capacity,
+                sector_size,
+                what: &format!("volume `{}`", v.id),
+            },
         );
     }
+}
+
+/// Where content goes: its size, its sectors, and how to name it.
+struct Place<'a> {
+    capacity: u64,
+    sector_size: u64,
+    what: &'a str,
 }
 
 struct Ctx<'a> {
@@ -109,7 +129,8 @@ impl Ctx<'_> {
         Some(a)
     }
 
-    fn content(&mut self, c: &Content, cp: &str, capacity: u64, what: &str) {
+    fn content(&mut self, c: &Content, cp: &str, place: Place<'_>) {
+        let Place { capacity, what, .. } = place;
         if c.image.is_some() && c.format.is_some() {
             self.diags.push(
                 Diagnostic::error(
@@ -136,7 +157,7 @@ impl Ctx<'_> {
                 format!("{cp}/image"),
                 &[ArtifactFormat::Raw, ArtifactFormat::RawZstd],
             ) {
-                if let Some(size) = a.size.filter(|&s| s > capacity) {
+                if let Some(size) = a.size.filter(|&s| capacity > 0 && s > capacity) {
                     self.diags.push(
                         Diagnostic::error(
                             codes::CONTENT_TOO_LARGE,
@@ -156,9 +177,8 @@ impl Ctx<'_> {
             check_fs(
                 f.fs,
                 f.label.as_deref(),
-                capacity,
+                &place,
                 &format!("{cp}/format"),
-                what,
                 self.diags,
             );
         }
@@ -183,7 +203,7 @@ impl Ctx<'_> {
             ) {
                 total = total.saturating_add(a.size.unwrap_or(0));
             }
-            if let Err(why) = fat_path(&f.to) {
+            if let Some(why) = fslimits::fat_path_problem(&f.to) {
                 self.diags.push(Diagnostic::error(
                     codes::BAD_CONTENT,
                     format!("{fp}/to"),
@@ -203,7 +223,8 @@ impl Ctx<'_> {
             }
             targets.push(key);
         }
-        if total > capacity {
+        // A place of 0 bytes was reported where it is declared.
+        if capacity > 0 && total > capacity {
             self.diags.push(Diagnostic::error(
                 codes::CONTENT_TOO_LARGE,
                 format!("{cp}/files"),
@@ -217,86 +238,129 @@ impl Ctx<'_> {
     }
 }
 
-/// Limits the system's mkfs tools enforce, checked before anything runs.
-fn check_fs(
-    fs: Fs,
-    label: Option<&str>,
-    capacity: u64,
-    fp: &str,
-    what: &str,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let (min, max, label_max, name) = match fs {
-        Fs::Fat16 => (4 * MIB, 4 * GIB, 11, "FAT16"),
-        Fs::Fat32 => (33 * MIB, 16 * 1024 * GIB, 11, "FAT32"),
-        Fs::Ext4 => (2 * MIB, u64::MAX, 16, "ext4"),
-        Fs::Ntfs => (2 * MIB, u64::MAX, 32, "NTFS"),
+/// Limits the system's mkfs tools enforce, checked before anything runs
+/// (the rules live in [`fslimits`], shared with nothing device-facing).
+fn check_fs(fs: Fs, label: Option<&str>, place: &Place<'_>, fp: &str, diags: &mut Vec<Diagnostic>) {
+    let name = match fs {
+        Fs::Fat16 => "FAT16",
+        Fs::Fat32 => "FAT32",
+        Fs::Ext4 => "ext4",
+        Fs::Ntfs => "NTFS",
     };
-    if capacity < min || capacity > max {
-        diags.push(
-            Diagnostic::error(
-                codes::BAD_CONTENT,
-                format!("{fp}/fs"),
-                format!(
-                    "{name} needs {} to {} and {what} is {}",
-                    human_bytes(min),
-                    if max == u64::MAX {
-                        "any size".into()
-                    } else {
-                        human_bytes(max)
-                    },
-                    human_bytes(capacity)
-                ),
-            )
-            .help(match fs {
-                Fs::Fat16 => "use fat32 above 4GiB",
-                Fs::Fat32 => "use fat16 below 33MiB",
-                _ => "make it larger",
-            }),
-        );
+    // An empty or unresolved place is reported where it is declared.
+    if place.capacity > 0 {
+        diags.extend(fs_size_problem(fs, name, place, format!("{fp}/fs")));
     }
     if let Some(label) = label {
-        if label.chars().count() > label_max || (fs.is_fat() && !label.is_ascii()) {
+        if let Some(r) = fslimits::label_problem(fs, label) {
             diags.push(
-                Diagnostic::error(
-                    codes::BAD_CONTENT,
-                    format!("{fp}/label"),
-                    format!("`{label}` is too long for a {name} label"),
-                )
-                .help(format!(
-                    "{name} labels hold {label_max} characters{}",
-                    if fs.is_fat() { " of ASCII" } else { "" }
-                )),
+                Diagnostic::error(codes::BAD_LABEL, format!("{fp}/label"), r.message).help(r.help),
+            );
+        } else if let Some(r) = fslimits::label_warning(fs, label) {
+            diags.push(
+                Diagnostic::warning(codes::BAD_LABEL, format!("{fp}/label"), r.message)
+                    .help(r.help),
             );
         }
     }
 }
 
-/// A file path FAT can hold: absolute, no empty, `.` or `..` components, no
-/// characters FAT forbids.
-pub fn fat_path(to: &str) -> Result<(), String> {
-    let rest = to.strip_prefix('/').ok_or("it must start with `/`")?;
-    if rest.is_empty() {
-        return Err("it names no file".into());
+/// Whether the tool makes a `fs` filesystem of this size, and one the
+/// runtime keeps (for FAT: the cluster count decides the type Windows sees).
+fn fs_size_problem(fs: Fs, name: &str, place: &Place<'_>, pointer: String) -> Option<Diagnostic> {
+    let Place {
+        capacity,
+        sector_size,
+        what,
+    } = *place;
+    let (min, max) = match fs {
+        Fs::Fat16 => (0, 4 * GIB),
+        // mkfs.fat addresses 2^32 - 1 sectors at most.
+        Fs::Fat32 => (0, u64::from(u32::MAX) * sector_size),
+        Fs::Ext4 | Fs::Ntfs => (2 * MIB, u64::MAX),
+    };
+    let fat_ok = !fs.is_fat() || fslimits::fat_size_ok(fs, capacity, sector_size);
+    if fat_ok && capacity >= min && capacity <= max {
+        return None;
     }
-    for part in rest.split('/') {
-        match part {
-            "" => return Err("it has an empty component".into()),
-            "." | ".." => return Err("`.` and `..` are not allowed".into()),
-            _ if part.len() > 255 => return Err("a name is longer than 255 characters".into()),
-            _ if part
-                .chars()
-                .any(|c| c.is_control() || "\"*:<>?\\|".contains(c)) =>
-            {
-                return Err(format!("`{part}` has a character FAT forbids"))
-            }
-            _ if part.ends_with('.') || part.ends_with(' ') => {
-                return Err(format!("`{part}` ends with a dot or space"))
-            }
-            _ => {}
-        }
+    if capacity > max {
+        return Some(
+            Diagnostic::error(
+                codes::BAD_CONTENT,
+                pointer,
+                format!(
+                    "{name} holds at most {} and {what} is {}",
+                    human_bytes(max),
+                    human_bytes(capacity)
+                ),
+            )
+            .help(match fs {
+                Fs::Fat16 => "use fat32 above 4GiB",
+                _ => "use ntfs, or a smaller partition",
+            }),
+        );
     }
-    Ok(())
+    if !fs.is_fat() {
+        return Some(
+            Diagnostic::error(
+                codes::BAD_CONTENT,
+                pointer,
+                format!(
+                    "{name} needs at least {} and {what} is {}",
+                    human_bytes(min),
+                    human_bytes(capacity)
+                ),
+            )
+            .help("make it larger"),
+        );
+    }
+    let (lo, hi) = fslimits::cluster_range(fs);
+    let layout = fslimits::mkfs_fat_layout(fs, capacity, sector_size);
+    let why = match layout {
+        Some(l) => format!(
+            "mkfs.fat would make {} clusters of {}, and Windows takes a FAT with {} clusters for {}",
+            l.clusters,
+            human_bytes(l.sectors_per_cluster * sector_size),
+            if l.clusters < lo { format!("fewer than {lo}") } else { format!("more than {hi}") },
+            match (fs, l.clusters < lo) {
+                (Fs::Fat32, true) => "FAT16",
+                (_, true) => "FAT12",
+                _ => "FAT32",
+            }
+        ),
+        None => format!(
+            "mkfs.fat refuses it: at every cluster size it tries, {name} would have too few or too many clusters"
+        ),
+    };
+    let min_size = fslimits::fat_min_size(fs, sector_size);
+    let help = match (fs, min_size) {
+        (Fs::Fat32, Some(m)) if capacity < m => format!(
+            "make it at least {} (on {sector_size}-byte sectors){}",
+            human_bytes(m),
+            if fslimits::fat_size_ok(Fs::Fat16, capacity, sector_size) {
+                ", or use fat16"
+            } else {
+                ""
+            }
+        ),
+        (Fs::Fat16, Some(m)) if capacity < m => format!(
+            "make it at least {} (on {sector_size}-byte sectors)",
+            human_bytes(m)
+        ),
+        (Fs::Fat16, _) => "use fat32 for a partition this large".to_string(),
+        _ => "choose another size".to_string(),
+    };
+    Some(
+        Diagnostic::error(
+            codes::BAD_CONTENT,
+            pointer,
+            format!(
+                "{name} cannot be made in {what} ({}): {why}",
+                human_bytes(capacity)
+            ),
+        )
+        .help(help),
+    )
 }
 
 fn check_type_matches(kind: &str, fs: Fs, pointer: &str, diags: &mut Vec<Diagnostic>) {

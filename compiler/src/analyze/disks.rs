@@ -50,6 +50,7 @@ pub fn check(plan: &Plan, diags: &mut Vec<Diagnostic>) -> Vec<CDisk> {
         .map(|(i, d)| resolve_disk(plan, d, i, diags))
         .collect();
     check_guids(plan, diags);
+    check_identities(plan, &disks, diags);
     if !plan.disks.is_empty() && !plan.disks.iter().any(|d| d.critical) {
         diags.push(
             Diagnostic::warning(codes::NO_CRITICAL_DISK, "/disks", "no disk is marked critical")
@@ -229,6 +230,9 @@ fn resolve_partitions(
     let mut logicals = 0_u32;
     let last = disk.partitions.len().saturating_sub(1);
     let mut ids = std::collections::HashMap::new();
+    // Once a partition runs past the end, every later one packed after it
+    // does too: report the first, not its echo.
+    let mut overflowed = false;
     for (j, p) in disk.partitions.iter().enumerate() {
         let pp = format!("{dp}/partitions/{j}");
         if let Some(first) = ids.insert(p.id.as_str(), j) {
@@ -316,7 +320,8 @@ fn resolve_partitions(
                 (Some(b), b)
             }
         };
-        if min_size == 0 {
+        let echo = overflowed && p.start.is_none();
+        if min_size == 0 && !echo {
             diags.push(
                 Diagnostic::error(
                     codes::EMPTY_PARTITION,
@@ -331,7 +336,8 @@ fn resolve_partitions(
             );
         }
         let stop = start.checked_add(min_size);
-        if start < first || stop.is_none_or(|e| e > end) {
+        let outside = start < first || stop.is_none_or(|e| e > end);
+        if outside && !echo {
             let (code, what) = if disk.table == TableKind::Gpt
                 && (start < first || stop.is_some_and(|e| e <= end + first))
             {
@@ -345,12 +351,22 @@ fn resolve_partitions(
                     human_bytes(align_up(first, MIB).unwrap_or(first))
                 )
             } else {
-                format!(
-                    "the usable space ends at {}: make it at most {}, or the disk at least {}",
-                    human_bytes(end),
-                    human_bytes(end.saturating_sub(start)),
-                    human_bytes(stop.map_or(u64::MAX, |s| s + (out.min_size - end)))
-                )
+                let disk_at_least = stop
+                    .and_then(|s| s.checked_add(out.min_size.saturating_sub(end)))
+                    .map_or_else(|| "a size that fits in 64 bits".to_string(), human_bytes);
+                if start >= end {
+                    format!(
+                        "it starts at {}, where the usable space has already ended ({}): move it, or make the disk at least {disk_at_least}",
+                        human_bytes(start),
+                        human_bytes(end),
+                    )
+                } else {
+                    format!(
+                        "the usable space ends at {}: make it at most {}, or the disk at least {disk_at_least}",
+                        human_bytes(end),
+                        human_bytes(end.saturating_sub(start)),
+                    )
+                }
             };
             diags.push(
                 Diagnostic::error(
@@ -436,6 +452,7 @@ fn resolve_partitions(
             content: p.content.clone(),
             volume: None,
         });
+        overflowed |= stop.is_none_or(|e| e > end);
         cursor = stop.unwrap_or(u64::MAX);
     }
 }
@@ -567,6 +584,77 @@ fn check_guids(plan: &Plan, diags: &mut Vec<Diagnostic>) {
         check(d.guid, format!("/disks/{i}/guid"));
         for (j, p) in d.partitions.iter().enumerate() {
             check(p.guid, format!("/disks/{i}/partitions/{j}/guid"));
+        }
+    }
+}
+
+/// Windows XP finds its disks by their identity: `MountedDevices` maps
+/// drive letters to an MBR signature (or GPT GUID) and boot.ini's
+/// `signature()` paths name the boot disk by it. Two disks with one
+/// signature make Windows rewrite one of them at boot, and a derived
+/// signature is not the one the backed-up system knows.
+fn check_identities(plan: &Plan, disks: &[CDisk], diags: &mut Vec<Diagnostic>) {
+    let mut seen: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for (i, (d, cd)) in plan.disks.iter().zip(disks).enumerate() {
+        let dp = format!("/disks/{i}");
+        match d.table {
+            TableKind::Mbr if d.signature.is_none() => diags.push(
+                Diagnostic::warning(
+                    codes::DISK_IDENTITY,
+                    dp.clone(),
+                    format!(
+                        "disk `{}` has no `signature`; rplan would write 0x{:08x}, derived from the plan",
+                        d.id,
+                        cd.signature.unwrap_or(0)
+                    ),
+                )
+                .help("Windows XP finds its volumes by disk signature (MountedDevices, boot.ini): copy the original from the backup (`rplan capture` records it)"),
+            ),
+            TableKind::Gpt if d.guid.is_none() => diags.push(
+                Diagnostic::warning(
+                    codes::DISK_IDENTITY,
+                    dp.clone(),
+                    format!(
+                        "disk `{}` has no `guid`; rplan would write {}, derived from the plan",
+                        d.id,
+                        cd.guid.unwrap_or_default()
+                    ),
+                )
+                .help("Windows finds its disks by GUID: copy the original from the backup (`rplan capture` records it)"),
+            ),
+            _ => {}
+        }
+        let Some(sig) = cd
+            .signature
+            .filter(|&s| s != 0 && d.table == TableKind::Mbr)
+        else {
+            continue;
+        };
+        match seen.get(&sig) {
+            Some(&first) => {
+                let at = |k: usize| {
+                    if plan.disks[k].signature.is_some() {
+                        format!("/disks/{k}/signature")
+                    } else {
+                        format!("/disks/{k}")
+                    }
+                };
+                diags.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_IDENTITY,
+                        at(i),
+                        format!(
+                            "disks `{}` and `{}` have the same signature 0x{sig:08x}",
+                            plan.disks[first].id, d.id
+                        ),
+                    )
+                    .related(at(first), "the same signature")
+                    .help("every disk needs its own signature: Windows would rewrite one of them at boot and lose its drive letters"),
+                );
+            }
+            None => {
+                seen.insert(sig, i);
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::diagnostic::{codes, Diagnostic};
 use crate::model::{Plan, StageKind};
+use crate::size::Duration;
 use crate::Options;
 
 /// Timeouts used where the plan gives none (seconds).
@@ -251,6 +252,15 @@ fn resolve_stage(
             None if !any_after && a > 0 => vec![ids[a - 1].clone()],
             None => Vec::new(),
         };
+        if let (Some(limit), Some(own)) = (st.timeout, act.timeout) {
+            diags.extend(exceeds_stage(
+                &st.id,
+                limit,
+                own,
+                format!("{ap}/timeout"),
+                "this action",
+            ));
+        }
         let timeout_s = act
             .timeout
             .map(|t| t.secs())
@@ -265,6 +275,15 @@ fn resolve_stage(
             after,
         });
     }
+    if let (Some(limit), Some(own)) = (st.timeout, st.success.as_ref().and_then(|p| p.timeout)) {
+        diags.extend(exceeds_stage(
+            &st.id,
+            limit,
+            own,
+            format!("{sp}/success/timeout"),
+            "the success probe",
+        ));
+    }
     ResolvedStage {
         rank,
         timeout: st.timeout.map(|t| (t.secs(), false)),
@@ -275,4 +294,29 @@ fn resolve_stage(
             .and_then(|p| p.timeout)
             .map_or(DEFAULT_PROBE_TIMEOUT, |t| t.secs()),
     }
+}
+
+/// A time limit inside a stage that the stage's own limit cuts short: the
+/// runtime stops the whole stage when its timeout runs out, so the inner
+/// limit never applies and the step ends early for no visible reason.
+fn exceeds_stage(
+    stage: &str,
+    limit: Duration,
+    own: Duration,
+    pointer: String,
+    what: &str,
+) -> Option<Diagnostic> {
+    (own > limit).then(|| {
+        Diagnostic::warning(
+            codes::TIMEOUT_EXCEEDS_STAGE,
+            pointer,
+            format!(
+                "{what} may take {own}, longer than stage `{stage}`'s whole timeout of {limit}"
+            ),
+        )
+        .help(format!(
+            "stage `{stage}` is stopped after {limit} whatever its steps' own limits: \
+             raise the stage's `timeout` or lower this one"
+        ))
+    })
 }

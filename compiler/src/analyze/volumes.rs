@@ -8,6 +8,10 @@ use crate::model::{Layout, Plan};
 use crate::size::{human_bytes, KIB};
 
 pub const DEFAULT_STRIPE: u64 = 64 * KIB;
+/// The largest stripe a plan may ask for. Windows' own dynamic volumes
+/// always use 64 KiB; the runtime buffers a stripe per member, so an
+/// unbounded one costs unbounded memory.
+pub const MAX_STRIPE: u64 = 1024 * KIB;
 
 /// Usable bytes of a volume over members of `sizes` bytes (md's arithmetic:
 /// striped layouts use whole chunks of the smallest member).
@@ -263,6 +267,21 @@ fn check_stripe(
                         ),
                     )
                     .help("md chunks are powers of two: 64KiB is the usual choice"),
+                );
+                return Some(DEFAULT_STRIPE);
+            }
+            if b > MAX_STRIPE {
+                diags.push(
+                    Diagnostic::error(
+                        codes::STRIPE_SIZE,
+                        sp,
+                        format!(
+                            "stripe size {} is larger than {}",
+                            human_bytes(b),
+                            human_bytes(MAX_STRIPE)
+                        ),
+                    )
+                    .help("Windows' dynamic volumes use 64KiB stripes (the default): leave `stripe_size` out"),
                 );
                 return Some(DEFAULT_STRIPE);
             }
