@@ -163,6 +163,9 @@ pub mod codes {
     pub const LOGICAL_ON_GPT: &str = "RP0324";
     pub const NO_CRITICAL_DISK: &str = "RP0325";
     pub const SECTOR_SIZE: &str = "RP0326";
+    /// A dynamic disk (one holding volume members) that LDM, as rplan
+    /// writes it, cannot describe.
+    pub const DYNAMIC_DISK: &str = "RP0340";
 
     // 04 — stages and escalation
     pub const DUPLICATE_STAGE: &str = "RP0401";

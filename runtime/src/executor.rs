@@ -13,9 +13,9 @@
 use crate::events::{Event, Observer, Throttle};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
+use crate::ldm::{self, layout::VolumeWriter};
 use crate::mkfs::{self, FormatOptions, Holes};
 use crate::overlay::Overlay;
-use crate::raid::VolumeWriter;
 use crate::restore::{self, hex, Expected, RestoreOptions};
 use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
@@ -745,9 +745,14 @@ impl Run<'_> {
             };
             let len = t.device.len();
             let spec = layout::table_spec(disk, len);
-            let areas = table::table_areas(&spec, len);
+            let mut areas = table::table_areas(&spec, len);
+            let database = ldm::areas(disk, len);
+            areas.extend(&database);
             let within = |start: u64, n: u64| {
                 let inside = |(s, l): (u64, u64)| start >= s && start + n <= s + l;
+                if database.iter().any(|&a| inside(a)) {
+                    return "LDM database".to_string();
+                }
                 if areas.iter().any(|&a| inside(a)) {
                     return "partition table".to_string();
                 }
@@ -929,9 +934,15 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::WriteTable => {
+                let database = self.ldm_writes(step)?;
                 let (_, t, spec, matches) = self.disk_table(step)?;
-                if matches {
+                let database_matches = ldm::matches(t.device.as_ref(), &database)
+                    .map_err(|e| (codes::IO_FAILED, e))?;
+                if matches && database_matches {
                     return Ok(StepOk::Unchanged { fingerprint: None });
+                }
+                if !database_matches {
+                    ldm::write(t.device.as_mut(), &database).map_err(|e| (codes::IO_FAILED, e))?;
                 }
                 table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
                 // Partition device nodes follow the new table; if the kernel
@@ -988,6 +999,24 @@ impl Run<'_> {
         f: impl FnOnce(&mut dyn Device, u64) -> Result<R, StepError>,
     ) -> Result<R, StepError> {
         with_place(self.plan, &mut self.targets, step, f)
+    }
+
+    /// What a table step writes of the LDM database on its disk (nothing
+    /// on a basic disk). The database describes every member disk, so every
+    /// member's target must be open.
+    fn ldm_writes(&self, step: &CStep) -> Result<Vec<(u64, Vec<u8>)>, StepError> {
+        let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
+        if !ldm::is_dynamic(&self.plan.disks[di]) {
+            return Ok(Vec::new());
+        }
+        let lens: Vec<u64> = self
+            .targets
+            .iter()
+            .map(|t| t.as_ref().map_or(0, |t| t.device.len()))
+            .collect();
+        let group = ldm::group(self.plan, &lens).map_err(|e| (codes::UNKNOWN_TARGET, e))?;
+        ldm::disk_writes(self.plan, group.as_ref(), di)
+            .map_err(|e| (codes::UNKNOWN_TARGET, e).into())
     }
 
     /// A disk step's disk, its target, the table to write on it, and
@@ -1309,7 +1338,7 @@ impl Run<'_> {
 }
 
 /// Run `f` on the step's place: its partition's [`Region`], or its volume
-/// through the md layout. `f` also gets the partition's first sector (0 for
+/// through its LDM data layout. `f` also gets the partition's first sector (0 for
 /// a volume).
 fn with_place<R>(
     plan: &CompiledPlan,
@@ -1362,7 +1391,7 @@ fn with_place<R>(
                 }
             }
         }
-        let writer = VolumeWriter::new(devices, layout::raid_layout(v), &members)
+        let writer = VolumeWriter::new(devices, layout::volume_layout(v), &members)
             .map_err(|e| (codes::IO_FAILED, e))?;
         let mut dev = VolumeDevice::new(writer);
         let r = f(&mut dev, 0)?;
@@ -1461,7 +1490,7 @@ impl Write for HashingSink {
     }
 }
 
-/// A volume seen as one [`Device`]: reads and writes go through the md
+/// A volume seen as one [`Device`]: reads and writes go through the LDM
 /// layout to the member partitions.
 struct VolumeDevice<'a> {
     inner: Mutex<VolumeWriter<'a>>,

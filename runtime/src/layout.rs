@@ -1,12 +1,13 @@
 //! From the compiled plan to concrete extents on a concrete target: `rest`
-//! partitions stretch to the end of the real disk, and the plan's partitions
-//! become the table writer's [`TableSpec`] and the volume writer's members.
+//! partitions stretch to the end of the real disk (a dynamic disk's end is
+//! where its LDM database starts), and the plan's partitions become the
+//! table writer's [`TableSpec`] and the volume writer's members.
 
-use crate::raid;
+use crate::ldm;
 use crate::table::{PartSpec, TableKind as SpecKind, TableSpec};
 use rplan_compiler::analyze::disks::usable_range;
 use rplan_compiler::compiled::{CDisk, CPartition, CVolume, CompiledPlan};
-use rplan_compiler::model::{Layout, TableKind};
+use rplan_compiler::model::TableKind;
 
 /// A partition's byte range on a target of `target_len` bytes.
 pub fn extent(disk: &CDisk, part: &CPartition, target_len: u64) -> (u64, u64) {
@@ -14,16 +15,42 @@ pub fn extent(disk: &CDisk, part: &CPartition, target_len: u64) -> (u64, u64) {
     let len = match part.size {
         Some(size) => size,
         None => {
-            let (_, end) = usable_range(disk.table, ss, target_len / ss * ss);
+            let (_, mut end) = usable_range(disk.table, ss, target_len / ss * ss);
+            if ldm::is_dynamic(disk) {
+                end = end.min(
+                    (target_len / ldm::SECTOR).saturating_sub(ldm::PRIVATE_SECTORS) * ldm::SECTOR,
+                );
+            }
             end.saturating_sub(part.start) / ss * ss
         }
     };
     (part.start, len)
 }
 
-/// The partition table to write on a target of `target_len` bytes.
+/// The partition table to write on a target of `target_len` bytes. A
+/// dynamic disk's MBR holds one 0x42 partition from sector 63 to the end of
+/// the disk; its partitions are in the LDM database.
 pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
     let ss = u64::from(disk.sector_size);
+    if ldm::is_dynamic(disk) {
+        let total = (target_len / ss).min(1 << 32);
+        return TableSpec {
+            kind: SpecKind::Mbr {
+                signature: disk.signature.unwrap_or(0),
+            },
+            sector_size: disk.sector_size,
+            partitions: vec![PartSpec {
+                start_lba: ldm::DYNAMIC_START,
+                size_lba: total.saturating_sub(ldm::DYNAMIC_START).max(1),
+                mbr_type: 0x42,
+                gpt_type: Default::default(),
+                guid: None,
+                name: String::new(),
+                bootable: false,
+                logical: false,
+            }],
+        };
+    }
     let kind = match disk.table {
         TableKind::Mbr => SpecKind::Mbr {
             signature: disk.signature.unwrap_or(0),
@@ -60,17 +87,9 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
     }
 }
 
-/// The md layout of a volume.
-pub fn raid_layout(volume: &CVolume) -> raid::Layout {
-    let chunk = volume
-        .stripe_size
-        .unwrap_or(rplan_compiler::analyze::volumes::DEFAULT_STRIPE);
-    match volume.layout {
-        Layout::Simple | Layout::Spanned => raid::Layout::Linear,
-        Layout::Striped => raid::Layout::Raid0 { chunk },
-        Layout::Mirrored => raid::Layout::Raid1,
-        Layout::Raid5 => raid::Layout::Raid5 { chunk },
-    }
+/// The LDM data layout of a volume.
+pub fn volume_layout(volume: &CVolume) -> ldm::layout::Layout {
+    ldm::volume_layout(volume.layout, volume.stripe_size)
 }
 
 /// The volume's members as (disk index in `plan.disks`, byte range).
@@ -78,7 +97,7 @@ pub fn members(
     plan: &CompiledPlan,
     volume: &CVolume,
     target_len: impl Fn(usize) -> u64,
-) -> Option<Vec<raid::Member>> {
+) -> Option<Vec<ldm::layout::Member>> {
     volume
         .members
         .iter()
@@ -87,7 +106,7 @@ pub fn members(
             let disk = &plan.disks[di];
             let part = disk.partition(&m.partition)?;
             let (start, len) = extent(disk, part, target_len(di));
-            Some(raid::Member {
+            Some(ldm::layout::Member {
                 device: di,
                 start,
                 len,

@@ -105,7 +105,11 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
             .help("use `table: gpt` for disks larger than 2 TiB"),
         );
     }
-    let (first, end) = usable_range(disk.table, ss, total / ss * ss);
+    let (first, mut end) = usable_range(disk.table, ss, total / ss * ss);
+    if super::volumes::is_dynamic(plan, &disk.id) {
+        // A dynamic disk's last 1 MiB holds its LDM database.
+        end = end.min((total / ss * ss).saturating_sub(super::volumes::LDM_DATABASE));
+    }
     if end <= first {
         diags.push(Diagnostic::error(
             codes::GPT_HEADER_ROOM,
