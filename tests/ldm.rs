@@ -104,7 +104,7 @@ impl Group {
 /// MiB), the members forming one volume of `layout` with `content`.
 fn plan(dir: &Path, layout: &str, members: &[(u64, u64)], content: &str) -> PathBuf {
     let mut s = String::from(
-        "version: 1\nname: fileserver-02\nsystem: { os: windows-xp, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\n",
+        "version: 1\nname: fileserver-02\nsystem: { os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\n",
     );
     if let Ok(a) = std::fs::read(dir.join("vol.img")) {
         s.push_str(&format!(
@@ -342,5 +342,119 @@ stages:
             "{want:?} not in {found:?}\n{}",
             run.stdout
         );
+    }
+}
+
+/// The shipped file-server example: its two data disks become one disk
+/// group with the striped `shares` volume, NTFS-formatted.
+#[test]
+fn fileserver_example_writes_a_disk_group_ldmtool_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let imgs: Vec<PathBuf> = [1 << 30, 512 * MIB, 512 * MIB]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| image(dir.path(), &format!("d{i}.img"), len))
+        .collect();
+    // Commands succeed once disk0 carries a table (after ASR).
+    for script in ["page-oncall", "probe-smb"] {
+        let path = bin.join(script);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nsfdisk -d '{}' >/dev/null 2>&1\n",
+                imgs[0].display()
+            ),
+        )
+        .unwrap();
+        tool("chmod", &["+x", path.to_str().unwrap()]);
+    }
+    let text = std::fs::read_to_string(root().join("examples/fileserver-dynamic.yaml")).unwrap();
+    let text = text
+        .replace("/usr/local/sbin/", &format!("{}/", bin.display()))
+        .replace("/usr/local/bin/", &format!("{}/", bin.display()))
+        .replace(
+            "root: backups/",
+            &format!("root: {}/examples/backups/", root().display()),
+        );
+    let p = dir.path().join("fileserver.yaml");
+    std::fs::write(&p, text).unwrap();
+    let mut r = Rplan::new().args([
+        "apply",
+        p.to_str().unwrap(),
+        "--yes",
+        "--journal",
+        dir.path().join("j").to_str().unwrap(),
+    ]);
+    for (i, img) in imgs.iter().enumerate() {
+        r = r.arg("--target").arg(format!("disk{i}={}", img.display()));
+    }
+    r.run().code(0);
+    let g = Group::scan(&imgs[1..]);
+    assert_eq!(g.json["name"], "fileserver-01Dg0");
+    let (v, bytes) = g.volume_bytes("Volume1");
+    assert_eq!(v["type"], "striped");
+    assert_eq!(v["chunk-size"], 128);
+    assert_eq!(v["size"].as_u64().unwrap() * 512, 512 * MIB);
+    let out = dir.path().join("shares.fs");
+    std::fs::write(&out, &bytes).unwrap();
+    let id = tool("blkid", &["-p", "-o", "export", out.to_str().unwrap()]);
+    assert!(
+        id.contains("TYPE=ntfs") && id.contains("LABEL=SHARES"),
+        "{id}"
+    );
+}
+
+/// Mirrored and RAID-5 volumes are Windows Server features: with a Server
+/// platform layer they are written, and ldmtool reads their type, size and
+/// partitions.
+#[test]
+fn mirrored_and_raid5_volumes_under_a_server_ruleset() {
+    for (layout, members, size_mib) in [("mirrored", 2, 8), ("raid5", 3, 16)] {
+        let dir = tempfile::tempdir().unwrap();
+        let m: Vec<(u64, u64)> = (0..members).map(|_| (16, 8)).collect();
+        std::fs::write(dir.path().join("vol.img"), noise(MIB as usize, 3)).unwrap();
+        let p = plan(dir.path(), layout, &m, "{ image: data }");
+        let imgs = images(dir.path(), &m);
+        let check = Rplan::new()
+            .args(["check", p.to_str().unwrap(), "--format", "json"])
+            .run()
+            .code(1);
+        assert!(
+            codes_at(&check).iter().any(|(c, _, _)| c == "RP0220"),
+            "{layout} passes XP's rules: {}",
+            check.stdout
+        );
+        let server = root().join("tests/data/server-volumes.yaml");
+        let mut r = Rplan::new().args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--rules",
+            server.to_str().unwrap(),
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+        ]);
+        for (i, img) in imgs.iter().enumerate() {
+            r = r.arg("--target").arg(format!("d{i}={}", img.display()));
+        }
+        r.run().code(0);
+        let g = Group::scan(&imgs);
+        let v = g.show("volume", "Volume1");
+        assert_eq!(
+            v["type"],
+            if layout == "raid5" { "RAID5" } else { layout },
+            "{v}"
+        );
+        assert_eq!(v["size"].as_u64().unwrap() * 512, size_mib * MIB, "{v}");
+        assert_eq!(v["partitions"].as_array().unwrap().len(), members, "{v}");
+        if layout == "mirrored" {
+            // Every partition holds the whole volume.
+            let a = read_range(&imgs[0], MIB, 8 * MIB);
+            let b = read_range(&imgs[1], MIB, 8 * MIB);
+            assert!(a == b, "mirror halves differ");
+            assert!(a[..MIB as usize] == noise(MIB as usize, 3)[..]);
+        }
     }
 }

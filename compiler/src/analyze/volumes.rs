@@ -277,7 +277,7 @@ fn check_layout(
             )
             .help(match layout {
                 Layout::Simple => "use `spanned` to join several partitions",
-                Layout::Raid5 => "add a member, or use `mirrored` for two",
+                Layout::Raid5 => "add a member: RAID-5 needs three",
                 _ => "add a member, or use `simple` for one partition",
             }),
         );
