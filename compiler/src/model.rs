@@ -69,6 +69,13 @@ pub struct System {
     pub arch: Option<Arch>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootCode {
+    /// A `file` artifact.
+    pub artifact: Id,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Edition {
@@ -196,6 +203,11 @@ pub struct Disk {
     pub size: Size,
     #[serde(default)]
     pub partitions: Vec<Partition>,
+    /// MBR boot code to write: a `file` artifact of 440 to 512 bytes (an
+    /// `mbr.bin`, or LBA 0 as captured), whose first 440 bytes are used.
+    /// Without it the disk's existing code is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_code: Option<BootCode>,
 }
 
 fn default_sector_size() -> u32 {

@@ -57,6 +57,9 @@ pub struct ApplyOptions {
     pub manual: Ask,
     /// Simulate instead (dry-run): `Some(ids of the stages to fail)`.
     pub dry_run: Option<Vec<String>>,
+    /// MBR boot code for the system disk when the plan has none
+    /// (`--boot-code FILE`).
+    pub boot_code: Option<[u8; 440]>,
 }
 
 /// What a dry-run found: the path up the ladder, the steps with their
@@ -907,6 +910,9 @@ impl Run<'_> {
             StepKind::CheckTarget => {
                 let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
                 let min = self.plan.disks[di].min_size;
+                let supplied =
+                    self.plan.disks[di].boot_code.is_some() || self.opts.boot_code.is_some();
+                let system = layout::system_disk(self.plan) == Some(di);
                 let t = target(self.plan, &mut self.targets, di)?;
                 if t.device.len() < min {
                     return Err((
@@ -914,6 +920,24 @@ impl Run<'_> {
                         format!("{} is smaller than {}", t.path.display(), human_bytes(min)),
                     )
                         .into());
+                }
+                if system && !supplied {
+                    let mut code = [0u8; 440];
+                    t.device
+                        .read_at(&mut code, 0)
+                        .map_err(|e| (codes::IO_FAILED, e))?;
+                    if code.iter().all(|&b| b == 0) {
+                        let message = format!(
+                            "{} has no MBR boot code and the plan supplies none: the restored machine cannot start from disk `{}`",
+                            t.path.display(),
+                            self.plan.disks[di].id
+                        );
+                        self.reports.push(
+                            Diagnostic::warning(codes::BOOT_FLAG, "", message).help(
+                                "add `boot_code: { artifact: … }` to the disk, or pass `--boot-code FILE` (e.g. syslinux's mbr.bin)",
+                            ),
+                        );
+                    }
                 }
                 Ok(StepOk::Done { fingerprint: None })
             }
@@ -1001,6 +1025,41 @@ impl Run<'_> {
         with_place(self.plan, &mut self.targets, step, f)
     }
 
+    /// The MBR boot code to write on disk `di`: its `boot_code` artifact, or
+    /// for the system disk `--boot-code`; `None` keeps what the disk has.
+    fn boot_code(&self, di: usize) -> Result<Option<[u8; 440]>, StepError> {
+        let disk = &self.plan.disks[di];
+        let Some(id) = &disk.boot_code else {
+            return Ok(self
+                .opts
+                .boot_code
+                .filter(|_| layout::system_disk(self.plan) == Some(di)));
+        };
+        let (path, _, _) = self.artifact(id)?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            (
+                codes::ARTIFACT_MISSING,
+                format!("boot code {}: {e}", path.display()),
+            )
+        })?;
+        match bytes.get(..440) {
+            Some(code) if bytes.len() <= 512 => {
+                let mut out = [0u8; 440];
+                out.copy_from_slice(code);
+                Ok(Some(out))
+            }
+            _ => Err((
+                codes::ARTIFACT_SIZE,
+                format!(
+                    "boot code {} is {} bytes; MBR boot code is 440 (or a 512-byte sector)",
+                    path.display(),
+                    bytes.len()
+                ),
+            )
+                .into()),
+        }
+    }
+
     /// What a table step writes of the LDM database on its disk (nothing
     /// on a basic disk). The database describes every member disk, so every
     /// member's target must be open.
@@ -1028,8 +1087,10 @@ impl Run<'_> {
         let plan = self.plan;
         let di = disk_index(plan, step.disk.as_deref().unwrap_or_default())?;
         let disk = &plan.disks[di];
+        let boot_code = self.boot_code(di)?;
         let t = target(plan, &mut self.targets, di)?;
-        let spec = layout::table_spec(disk, t.device.len());
+        let mut spec = layout::table_spec(disk, t.device.len());
+        spec.boot_code = boot_code;
         let matches =
             table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
         Ok((disk, t, spec, matches))

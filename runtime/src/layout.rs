@@ -49,6 +49,7 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
                 bootable: false,
                 logical: false,
             }],
+            boot_code: None,
         };
     }
     let kind = match disk.table {
@@ -84,6 +85,7 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
         kind,
         sector_size: disk.sector_size,
         partitions: partitions.into_iter().map(|(_, p)| p).collect(),
+        boot_code: None,
     }
 }
 
@@ -113,4 +115,17 @@ pub fn members(
             })
         })
         .collect()
+}
+
+/// The disk the restored machine starts from: the one holding an active
+/// partition, else the first critical basic MBR disk.
+pub fn system_disk(plan: &CompiledPlan) -> Option<usize> {
+    plan.disks
+        .iter()
+        .position(|d| d.partitions.iter().any(|p| p.bootable))
+        .or_else(|| {
+            plan.disks
+                .iter()
+                .position(|d| d.critical && d.table == TableKind::Mbr && !ldm::is_dynamic(d))
+        })
 }

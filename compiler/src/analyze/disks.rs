@@ -72,6 +72,7 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
         sector_size: disk.sector_size,
         min_size: total,
         partitions: Vec::new(),
+        boot_code: None,
     };
     resolve_identity(plan, disk, &dp, &mut out, diags);
     if disk.sector_size != 512 && disk.sector_size != 4096 {

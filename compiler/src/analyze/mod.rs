@@ -54,7 +54,7 @@ pub fn analyze(
     let mut disks = disks::check(plan, &mut diags);
     let volumes = volumes::check(plan, &mut disks, &mut diags);
     platform::check(plan, rules, &disks, &volumes, &mut diags);
-    boot::check(&disks, &mut diags);
+    boot::check(plan, &mut disks, &artifacts, &mut diags);
     content::check(plan, &disks, &volumes, &artifacts, &mut diags);
     let stages = stages::check(plan, options, &mut diags);
     (
