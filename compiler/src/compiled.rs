@@ -151,6 +151,9 @@ pub enum StepKind {
     RestoreImage,
     Format,
     InstallFiles,
+    /// Set a restored NTFS/FAT boot sector's hidden-sectors field to the
+    /// partition's start (an image made at another offset).
+    FixBootSector,
     AssembleVolume,
     Verify,
     Run,

@@ -187,18 +187,26 @@ impl Steps<'_> {
             for p in d.partitions.iter().filter(|p| p.volume.is_none()) {
                 let Some(content) = &p.content else { continue };
                 let base = format!("{}/{}", d.id, p.id);
-                self.content(
-                    content,
-                    &base,
-                    table.clone(),
-                    c,
-                    p.min_size,
-                    analysis,
-                    |st| {
-                        st.disk = Some(d.id.clone());
-                        st.partition = Some(p.id.clone());
-                    },
-                );
+                let mark = |st: &mut CStep| {
+                    st.disk = Some(d.id.clone());
+                    st.partition = Some(p.id.clone());
+                };
+                self.content(content, &base, table.clone(), c, p.min_size, analysis, mark);
+                if content.image.is_some() {
+                    // After verify, which compares the image as restored.
+                    let sector = p.start / u64::from(d.sector_size);
+                    self.push(
+                        &format!("{base}/bootsector"),
+                        StepKind::FixBootSector,
+                        vec![format!("{}/{base}/verify", self.stage)],
+                        c,
+                        1,
+                        format!(
+                            "point {base}'s NTFS/FAT boot sector at its start (hidden sectors = {sector})"
+                        ),
+                    );
+                    mark(self.last());
+                }
             }
         }
         for v in &analysis.volumes {

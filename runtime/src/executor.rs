@@ -1014,6 +1014,17 @@ impl Run<'_> {
             StepKind::Format => self.format(step),
             StepKind::InstallFiles => self.files(step),
             StepKind::Verify => self.verify(step),
+            StepKind::FixBootSector => self.with_place(step, |dev, first_sector| {
+                let fix = crate::bootsector::plan(dev, first_sector)
+                    .map_err(|e| (codes::IO_FAILED, e))?;
+                match fix {
+                    None => Ok(StepOk::Unchanged { fingerprint: None }),
+                    Some(fix) => {
+                        crate::bootsector::apply(dev, &fix).map_err(|e| (codes::IO_FAILED, e))?;
+                        Ok(StepOk::Done { fingerprint: None })
+                    }
+                }
+            }),
         }
     }
 

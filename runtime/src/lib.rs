@@ -10,6 +10,7 @@
 // never in a hot loop, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod bootsector;
 pub mod events;
 pub mod executor;
 pub mod fat;
