@@ -158,3 +158,36 @@ fn fat16_made_at_sector_63_restored_at_2048_boots_from_its_new_start() {
     std::fs::write(&fs, &restored).unwrap();
     tool("fsck.vfat", &["-n", fs.to_str().unwrap()]);
 }
+
+#[test]
+fn a_second_apply_recognises_the_relocated_image_and_writes_nothing() {
+    let (dir, img, _, _) = restore("ntfs");
+    let before = sha(&img);
+    let p = dir.path().join("plan.yaml");
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--format",
+            "json",
+            "--journal",
+            dir.path().join("j").to_str().unwrap(),
+            "--target",
+            &format!("disk0={}", img.display()),
+        ])
+        .run()
+        .code(0);
+    assert_eq!(before, sha(&img));
+    for step in ["table", "system/restore", "system/bootsector"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.contains(&format!("asr/disk0/{step}\""))
+                    && l.contains("step-finished")
+                    && l.contains("\"outcome\":\"unchanged\"")),
+            "{step}: {}",
+            run.stdout
+        );
+    }
+}

@@ -11,7 +11,8 @@
 //! type string) is left alone, and nothing outside the two sectors changes.
 
 use crate::target::Device;
-use std::io;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
 
 const HIDDEN: usize = 0x1C;
 
@@ -40,7 +41,12 @@ pub fn plan(dev: &dyn Device, start_lba: u64) -> io::Result<Option<Relocation>> 
     }
     let mut b = [0u8; 512];
     dev.read_at(&mut b, 0)?;
-    let Some((fs, bps)) = kind(&b) else {
+    plan_sector(dev, &b, to)
+}
+
+/// [`plan`] for boot sector `b` (sector 0 of `dev`, as read or as it was).
+fn plan_sector(dev: &dyn Device, b: &[u8; 512], to: u32) -> io::Result<Option<Relocation>> {
+    let Some((fs, bps)) = kind(b) else {
         return Ok(None);
     };
     let from = u32::from_le_bytes([b[HIDDEN], b[HIDDEN + 1], b[HIDDEN + 2], b[HIDDEN + 3]]);
@@ -65,8 +71,12 @@ pub fn plan(dev: &dyn Device, start_lba: u64) -> io::Result<Option<Relocation>> 
     if let Some(at) = backup.filter(|&at| at > 0 && at.saturating_add(512) <= dev.len()) {
         let mut c = [0u8; 512];
         dev.read_at(&mut c, at)?;
-        // Only a copy of this very boot sector (same type, same old value).
-        if kind(&c).map(|k| k.0) == Some(fs) && c[HIDDEN..HIDDEN + 4] == b[HIDDEN..HIDDEN + 4] {
+        // Only a copy of this very boot sector (same type, same old value,
+        // or already the new one).
+        let field = &c[HIDDEN..HIDDEN + 4];
+        if kind(&c).map(|k| k.0) == Some(fs)
+            && (field == &b[HIDDEN..HIDDEN + 4] || field == to.to_le_bytes())
+        {
             sectors.push(at);
         }
     }
@@ -104,4 +114,65 @@ fn kind(b: &[u8; 512]) -> Option<(&'static str, u64)> {
     let fat16 = b[0x36..0x39] == *b"FAT";
     let fat32 = b[0x52..0x57] == *b"FAT32";
     (spc.is_power_of_two() && (fat16 || fat32)).then_some(("fat", u64::from(bps)))
+}
+
+/// sha256 (hex) of the partition's first `len` bytes as the image was made:
+/// with the hidden-sectors fields this module set to `start_lba` put back
+/// to `image_head`'s value (the image's first sector). `None` when the
+/// partition holds no boot sector this module relocated.
+///
+/// So a re-apply recognises an image it restored and relocated, rather than
+/// restoring it again.
+pub fn hash_as_made(
+    dev: &dyn Device,
+    start_lba: u64,
+    len: u64,
+    image: &mut dyn Read,
+) -> io::Result<Option<String>> {
+    let mut head = [0u8; 512];
+    if image.read_exact(&mut head).is_err() || kind(&head).is_none() {
+        return Ok(None);
+    }
+    let original = [
+        head[HIDDEN],
+        head[HIDDEN + 1],
+        head[HIDDEN + 2],
+        head[HIDDEN + 3],
+    ];
+    let Ok(to) = u32::try_from(start_lba) else {
+        return Ok(None);
+    };
+    // Plan the relocation as if the field still held the image's value.
+    let sectors = {
+        let mut b = [0u8; 512];
+        if dev.len() < 512 {
+            return Ok(None);
+        }
+        dev.read_at(&mut b, 0)?;
+        if b[HIDDEN..HIDDEN + 4] != to.to_le_bytes() || u32::from_le_bytes(original) == to {
+            return Ok(None);
+        }
+        b[HIDDEN..HIDDEN + 4].copy_from_slice(&original);
+        let Some(r) = plan_sector(dev, &b, to)? else {
+            return Ok(None);
+        };
+        r.sectors
+    };
+    let mut h = Sha256::new();
+    let mut buf = vec![0_u8; 4 << 20];
+    let mut done = 0_u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        dev.read_at(&mut buf[..n], done)?;
+        for &s in &sectors {
+            let at = s + HIDDEN as u64;
+            if at >= done && at + 4 <= done + n as u64 {
+                let i = (at - done) as usize;
+                buf[i..i + 4].copy_from_slice(&original);
+            }
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(Some(crate::restore::hex(&h.finalize())))
 }
