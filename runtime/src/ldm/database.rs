@@ -430,6 +430,242 @@ fn partition_record(p: &Partition, component: u64, disk: u64) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn guid(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    /// Two disks: a spanned volume over both, a striped one over both, a
+    /// mirror (two components).
+    fn group() -> Group {
+        let disk = |id, n: u8| Disk {
+            id,
+            name: format!("Disk{n}"),
+            guid: guid(n),
+            signature: 0x100 + u32::from(n),
+            sectors: 65536,
+            public_start: 63,
+            public_size: 65536 - 2048 - 63,
+        };
+        let part = |id, name: &str, disk, start, size, off, index| Partition {
+            id,
+            name: name.into(),
+            disk,
+            start,
+            size,
+            volume_offset: off,
+            index,
+        };
+        let volume = |id, number, size, components| Volume {
+            id,
+            name: format!("Volume{number}"),
+            guid: guid(0x40 + number),
+            number,
+            size,
+            partition_type: 7,
+            raid5: false,
+            components,
+        };
+        Group {
+            name: "testDg0".into(),
+            guid: guid(0x10),
+            host_guid: guid(0x11),
+            id: 1,
+            disks: vec![disk(2, 1), disk(3, 2)],
+            volumes: vec![
+                volume(
+                    4,
+                    1,
+                    4096,
+                    vec![Component {
+                        id: 5,
+                        name: "Volume1-01".into(),
+                        kind: ComponentKind::Spanned,
+                        chunk: None,
+                        partitions: vec![
+                            part(6, "Disk1-01", 0, 1985, 2048, 0, 0),
+                            part(7, "Disk2-01", 1, 1985, 2048, 2048, 1),
+                        ],
+                    }],
+                ),
+                volume(
+                    8,
+                    2,
+                    8192,
+                    vec![Component {
+                        id: 9,
+                        name: "Volume2-01".into(),
+                        kind: ComponentKind::Striped,
+                        chunk: Some(128),
+                        partitions: vec![
+                            part(10, "Disk1-02", 0, 4033, 4096, 0, 0),
+                            part(11, "Disk2-02", 1, 4033, 4096, 0, 1),
+                        ],
+                    }],
+                ),
+                volume(
+                    12,
+                    3,
+                    2048,
+                    (0..2)
+                        .map(|c| Component {
+                            id: 13 + 2 * c as u64,
+                            name: format!("Volume3-0{}", c + 1),
+                            kind: ComponentKind::Spanned,
+                            chunk: None,
+                            partitions: vec![part(
+                                14 + 2 * c as u64,
+                                "DiskX-03",
+                                c,
+                                8129,
+                                2048,
+                                0,
+                                0,
+                            )],
+                        })
+                        .collect(),
+                ),
+            ],
+        }
+    }
+
+    fn be(b: &[u8], at: usize, n: usize) -> u64 {
+        b[at..at + n]
+            .iter()
+            .fold(0, |a, &x| (a << 8) | u64::from(x))
+    }
+
+    /// The Linux kernel's `ldm_relative`: cumulative size of the
+    /// variable-length fields up to and including the one at `base+offset`.
+    fn relative(buf: &[u8], base: usize, offset: usize) -> usize {
+        let at = base + offset;
+        assert!(
+            at < buf.len() && at + usize::from(buf[at]) < buf.len(),
+            "field past the VBLK"
+        );
+        usize::from(buf[at]) + offset + 1
+    }
+
+    /// The kernel's size check for each record type (`ldm_parse_*`).
+    fn kernel_accepts(v: &[u8]) -> bool {
+        let size = be(v, 0x14, 4) as usize;
+        let flags = v[0x12];
+        let r_objid = relative(v, 0x18, 0);
+        let r_name = relative(v, 0x18, r_objid);
+        match v[0x13] {
+            0x32 => {
+                let r_vstate = relative(v, 0x18, r_name);
+                let r_child = relative(v, 0x1D, r_vstate);
+                let r_parent = relative(v, 0x2D, r_child);
+                let len = if flags & 0x10 != 0 {
+                    let r_stripe = relative(v, 0x2E, r_parent);
+                    relative(v, 0x2E, r_stripe)
+                } else {
+                    r_parent
+                };
+                len + 22 == size
+            }
+            0x33 => {
+                let r_size = relative(v, 0x34, r_name);
+                let r_parent = relative(v, 0x34, r_size);
+                let r_disk = relative(v, 0x34, r_parent);
+                let len = if flags & 0x08 != 0 {
+                    relative(v, 0x34, r_disk)
+                } else {
+                    r_disk
+                };
+                len + 28 <= size
+            }
+            0x34 => {
+                let r_diskid = relative(v, 0x18, r_name);
+                let r_alt = relative(v, 0x18, r_diskid);
+                let id = std::str::from_utf8(&v[0x19 + r_name..0x19 + r_name + 36]).unwrap();
+                Uuid::parse_str(id).is_ok() && r_alt + 12 == size
+            }
+            0x35 => relative(v, 0x18, r_name) + 12 == size,
+            0x51 => {
+                let r_vtype = relative(v, 0x18, r_name);
+                let r_dis = relative(v, 0x18, r_vtype);
+                let r_child = relative(v, 0x2D, r_dis);
+                let r_size = relative(v, 0x3D, r_child);
+                r_size + 58 <= size
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_database_passes_the_linux_kernels_checks() {
+        let g = group();
+        for d in 0..g.disks.len() {
+            let image = disk_image(&g, d).unwrap();
+            let (at, ph) = &image[0];
+            assert_eq!(*at, 6 * 512);
+            let (cs, region) = &image[1];
+            assert_eq!(*cs, (65536 - 2048) * 512);
+            // PRIVHEAD: magic, 2.11, public region before the database,
+            // the copies at +1856 and +2047 identical.
+            assert_eq!(&ph[..8], b"PRIVHEAD");
+            assert_eq!((be(ph, 0x0C, 2), be(ph, 0x0E, 2)), (2, 11));
+            let (start, size) = (be(ph, 0x11B, 8), be(ph, 0x123, 8));
+            let (config_start, config_size) = (be(ph, 0x12B, 8), be(ph, 0x133, 8));
+            assert_eq!((config_start, config_size), (65536 - 2048, 2048));
+            assert!(size > 0 && start + size <= config_start);
+            assert!(Uuid::parse_str(std::str::from_utf8(&ph[0x30..0x30 + 36]).unwrap()).is_ok());
+            for s in [1856, 2047] {
+                assert_eq!(
+                    &region[s * 512..s * 512 + 512],
+                    &ph[..],
+                    "PRIVHEAD copy {s}"
+                );
+            }
+            // Four identical TOCBLOCKs, bitmaps inside the database.
+            let toc = &region[512..1024];
+            for s in [1, 2, 2045, 2046] {
+                assert_eq!(&region[s * 512..s * 512 + 512], toc, "TOCBLOCK {s}");
+            }
+            assert_eq!(&toc[..8], b"TOCBLOCK");
+            assert_eq!(&toc[0x24..0x2A], b"config");
+            assert_eq!(&toc[0x46..0x49], b"log");
+            let (b1, b1s) = (be(toc, 0x2E, 8), be(toc, 0x36, 8));
+            let (b2, b2s) = (be(toc, 0x50, 8), be(toc, 0x58, 8));
+            assert!(b1 + b1s <= config_size && b2 + b2s <= config_size);
+            // VMDB: 4.10, consistent, VBLKs within the config bitmap.
+            let vmdb = &region[17 * 512..18 * 512];
+            assert_eq!(&vmdb[..4], b"VMDB");
+            assert_eq!((be(vmdb, 0x12, 2), be(vmdb, 0x14, 2)), (4, 10));
+            assert_eq!(be(vmdb, 0x10, 2), 1);
+            let (vblk_size, offset, last) = (be(vmdb, 8, 4), be(vmdb, 0x0C, 4), be(vmdb, 4, 4));
+            assert_eq!((vblk_size, offset), (128, 512));
+            assert!(vblk_size * last <= b1s << 9);
+            // Every VBLK slot the kernel scans has the magic, and each
+            // record passes its size check; counts match the VMDB's.
+            let mut kinds = std::collections::BTreeMap::new();
+            for sector in 1..(vblk_size * last) >> 9 {
+                for slot in 0..4 {
+                    let at = ((17 + sector) * 512 + slot * 128) as usize;
+                    let v = &region[at..at + 128];
+                    assert_eq!(&v[..4], b"VBLK", "slot at {at}");
+                    if be(v, 0x0E, 2) == 1 {
+                        assert!(kernel_accepts(v), "record type {:#x} at {at}", v[0x13]);
+                        *kinds.entry(v[0x13]).or_insert(0u64) += 1;
+                    }
+                }
+            }
+            assert_eq!(kinds.get(&0x35), Some(&1));
+            assert_eq!(kinds.get(&0x34).copied(), Some(be(vmdb, 0x91, 4)));
+            assert_eq!(kinds.get(&0x33).copied(), Some(be(vmdb, 0x8D, 4)));
+            assert_eq!(kinds.get(&0x32).copied(), Some(be(vmdb, 0x89, 4)));
+            assert_eq!(kinds.get(&0x51).copied(), Some(be(vmdb, 0x85, 4)));
+            // Every disk carries the same database (VMDB and VBLKs).
+            let other = disk_image(&g, 1 - d).unwrap();
+            assert_eq!(
+                &other[1].1[17 * 512..1487 * 512],
+                &region[17 * 512..1487 * 512]
+            );
+            assert_eq!(&region[1487 * 512..1487 * 512 + 4], b"KLOG");
+        }
+    }
+
     #[test]
     fn vnums_are_minimal_and_zero_has_one_byte() {
         let mut r = Record::new(0);
