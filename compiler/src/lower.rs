@@ -172,10 +172,13 @@ impl Steps<'_> {
                 c,
                 1,
                 format!(
-                    "write the {} table of disk {} ({} partition{})",
+                    "write the {} of disk {} ({} partition{})",
                     match d.table {
-                        TableKind::Mbr => "MBR",
-                        TableKind::Gpt => "GPT",
+                        _ if d.partitions.iter().any(|p| p.volume.is_some()) => {
+                            "MBR (one 0x42 partition) and LDM database"
+                        }
+                        TableKind::Mbr => "MBR table",
+                        TableKind::Gpt => "GPT table",
                     },
                     d.id,
                     d.partitions.len(),
