@@ -458,3 +458,30 @@ fn mirrored_and_raid5_volumes_under_a_server_ruleset() {
         }
     }
 }
+
+/// A dynamic disk's partitions are LDM partitions, not MBR entries: more
+/// than four are fine (the MBR holds only the 0x42 entry).
+#[test]
+fn a_dynamic_disk_holds_more_than_four_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts: Vec<String> = (0..6)
+        .map(|k| format!("{{ id: p{k}, size: 2MiB, type: ldm }}"))
+        .collect();
+    let members: Vec<String> = (0..6).map(|k| format!("d0/p{k}")).collect();
+    let text = format!(
+        "version: 1\nname: many\nsystem: {{ os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\ndisks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x600d\", size: 16MiB, partitions: [ {} ] }}\nvolumes:\n  - {{ id: data, layout: spanned, members: [{}], critical: true, content: {{ format: {{ fs: fat16, label: MANY }} }} }}\nstages:\n  - {{ id: asr, kind: asr }}\n",
+        parts.join(", "),
+        members.join(", ")
+    );
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    let imgs = vec![image(dir.path(), "d0.img", 16 * MIB)];
+    apply(dir.path(), &p, &imgs).code(0);
+    let g = Group::scan(&imgs);
+    let (v, bytes) = g.volume_bytes("Volume1");
+    assert_eq!(v["partitions"].as_array().unwrap().len(), 6, "{v}");
+    assert_eq!(v["size"].as_u64().unwrap() * 512, 12 * MIB);
+    let out = dir.path().join("many.fs");
+    std::fs::write(&out, &bytes).unwrap();
+    tool("fsck.vfat", &["-n", out.to_str().unwrap()]);
+}

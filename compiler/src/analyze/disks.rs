@@ -126,6 +126,8 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
     resolve_partitions(disk, &dp, first, end, &mut out, diags);
     check_overlaps(&dp, &out, diags);
     match disk.table {
+        // A dynamic disk's partitions are LDM partitions, not MBR entries.
+        TableKind::Mbr if super::volumes::is_dynamic(plan, &disk.id) => {}
         TableKind::Mbr => check_mbr(&dp, &out, diags),
         TableKind::Gpt if disk.partitions.len() > 128 => diags.push(
             Diagnostic::error(

@@ -6,8 +6,8 @@
 //! each kind of check (GPT boot disk, GPT disks, sector sizes, dynamic
 //! volume layouts, FAT16 size) and where in the plan to point. It also
 //! withdraws the disk analysis's "use `table: gpt`" hints on disks where
-//! the platform forbids GPT: no help may recommend what the platform rules
-//! out.
+//! the platform forbids GPT (and on dynamic disks, which rplan writes on
+//! MBR): no help may recommend what the plan cannot have.
 //!
 //! Absent `edition`/`arch`: the plan is checked as Windows XP Professional
 //! (the edition most XP machines with more than one disk ran, and the one
@@ -63,7 +63,9 @@ pub fn check(
             .find(|f| f.fact.check == FactCheck::GptBootDisk)
             .filter(|_| boot == Some(i));
         let gpt_any = facts.iter().find(|f| f.fact.check == FactCheck::GptDisk);
-        if gpt_boot.is_some() || gpt_any.is_some() {
+        // rplan writes dynamic disks on MBR only (see `volumes`).
+        let dynamic = d.partitions.iter().any(|p| p.volume.is_some());
+        if gpt_boot.is_some() || gpt_any.is_some() || dynamic {
             gpt_forbidden[i] = true;
         }
         if d.table == TableKind::Gpt {
@@ -248,13 +250,13 @@ fn withdraw_gpt_hints(gpt_forbidden: &[bool], diags: &mut [Diagnostic]) {
             continue;
         }
         let replacement = if d.code == codes::MBR_TOO_LARGE {
-            "this Windows XP cannot use a GPT disk here: plan a disk of at most 2 TiB"
+            "this disk must stay MBR here (the platform, or a dynamic disk): plan a disk of at most 2 TiB"
         } else if d.code == codes::MBR_PRIMARIES {
             "mark the later partitions `logical: true`"
         } else if d.code == codes::DISK_IDENTITY {
             "use `signature: \"0x…\"`"
         } else {
-            "keep this disk MBR: this Windows XP cannot use GPT here"
+            "keep this disk MBR: GPT is not possible for it here"
         };
         d.help = Some(replacement.to_string());
     }
