@@ -125,7 +125,10 @@ pub fn group(plan: &CompiledPlan, lens: &[u64]) -> Result<Option<Group>, String>
             let len = used.unwrap_or(m.len) / SECTOR;
             let start = (m.start / SECTOR)
                 .checked_sub(disk.public_start)
-                .filter(|s| s + len <= disk.public_size)
+                .filter(|s| {
+                    s.checked_add(len)
+                        .is_some_and(|end| end <= disk.public_size)
+                })
                 .ok_or_else(|| {
                     format!(
                         "volume `{}`: a member lies outside disk {}'s LDM public region",
