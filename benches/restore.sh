@@ -92,7 +92,7 @@ write_plan() { # KIND FILE FORMAT SHA
     cat >"$W/plan-$1.yaml" <<EOF
 version: 1
 name: bench-restore-$1
-system: { os: windows-xp, build: sp2-slipstream, language: en }
+system: { os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }
 media: { build: sp2-slipstream }
 backup:
   id: bench-$1

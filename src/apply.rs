@@ -46,8 +46,30 @@ pub struct ApplyArgs {
     /// `json` streams one event per line on stdout.
     #[arg(long, value_enum, default_value = "human")]
     format: EventFormat,
+    /// MBR boot code (440 bytes, or a 512-byte sector holding it, e.g.
+    /// syslinux's mbr.bin) for the system disk when the plan has no
+    /// `boot_code`.
+    #[arg(long, value_name = "FILE")]
+    boot_code: Option<PathBuf>,
     #[command(flatten)]
     flags: CompileFlags,
+}
+
+/// The first 440 bytes of a 440- to 512-byte boot code file.
+fn read_boot_code(path: &Path) -> Result<[u8; 440], String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("--boot-code {}: {e}", path.display()))?;
+    match bytes.get(..440) {
+        Some(code) if bytes.len() <= 512 => {
+            let mut out = [0u8; 440];
+            out.copy_from_slice(code);
+            Ok(out)
+        }
+        _ => Err(format!(
+            "--boot-code {}: {} bytes; MBR boot code is 440 (or a 512-byte sector holding it)",
+            path.display(),
+            bytes.len()
+        )),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -185,7 +207,15 @@ pub fn run(args: ApplyArgs) -> u8 {
         }
     }
     let unattended = args.flags.unattended || args.skip_manual || !terminal;
+    let boot_code = match args.boot_code.as_deref().map(read_boot_code).transpose() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let options = ApplyOptions {
+        boot_code,
         force: args.force,
         resume: args.resume,
         unattended,
@@ -477,6 +507,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         dry_run: Some(failing),
         own_files: vec![("the plan".to_string(), args.plan.clone())],
         color: false,
+        boot_code: None,
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),

@@ -183,49 +183,29 @@ fn mbr_workstation_example_restores_and_verifies() {
 #[test]
 fn gpt_workstation_example_has_a_valid_gpt() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path(), "disk0.img", 3 << 30);
+    let sys = image(dir.path(), "disk0.img", 1 << 30);
+    let img = image(dir.path(), "disk1.img", 3 << 30);
     apply(
-        &example(dir.path(), "gpt-workstation", &img),
-        &[("disk0", &img)],
+        &example(dir.path(), "gpt-workstation", &sys),
+        &[("disk0", &sys), ("disk1", &img)],
         &dir.path().join("j"),
         &[],
     )
     .code(0);
-    let v = tool("sgdisk", &["-v", img.to_str().unwrap()]);
-    assert!(v.contains("No problems found"), "{v}");
-    let p = tool("sgdisk", &["-p", img.to_str().unwrap()]);
-    assert!(
-        p.to_lowercase()
-            .contains("6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3c"),
-        "{p}"
-    );
-    let i3 = tool("sgdisk", &["-i", "3", img.to_str().unwrap()]);
-    assert!(
-        i3.to_lowercase()
-            .contains("0c3f7e21-5a9b-4d6c-8e2f-7b1a9d4c6e50"),
-        "{i3}"
-    );
-    assert!(i3.contains("Partition name: 'Windows'"), "{i3}");
-    let i1 = tool("sgdisk", &["-i", "1", img.to_str().unwrap()]);
-    assert!(i1.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), "{i1}");
-    // The data partition took the rest of this larger disk: it ends at the
-    // last usable sector.
-    let t = sfdisk(&img);
-    let last = &t["partitiontable"]["partitions"][3];
-    let end = last["start"].as_u64().unwrap() + last["size"].as_u64().unwrap();
-    assert_eq!(end, t["partitiontable"]["lastlba"].as_u64().unwrap() + 1);
-    let esp_start = t["partitiontable"]["partitions"][0]["start"]
-        .as_u64()
-        .unwrap()
-        * 512;
-    let esp = extract(&img, esp_start, 100 * MIB, &dir.path().join("esp.fs"));
-    tool("fsck.vfat", &["-n", esp.to_str().unwrap()]);
+    // The system disk is MBR with the active system partition (XP boots
+    // only from MBR) and asr.sif on FAT32.
+    let t0 = sfdisk(&sys);
+    assert_eq!(t0["partitiontable"]["label"], "dos");
+    assert_eq!(part_field(&t0, "img1", "bootable"), true);
+    let asr_start = part_field(&t0, "img2", "start").as_u64().unwrap() * 512;
+    let asr = extract(&sys, asr_start, 64 * MIB, &dir.path().join("asr.fs"));
+    tool("fsck.vfat", &["-n", asr.to_str().unwrap()]);
     let sif = tool(
         "mtype",
         &[
             "-i",
-            &format!("{}@@{esp_start}", img.display()),
-            "::/EFI/rplan/asr.sif",
+            &format!("{}@@{asr_start}", sys.display()),
+            "::/asr.sif",
         ],
     );
     assert_eq!(
@@ -234,48 +214,37 @@ fn gpt_workstation_example_has_a_valid_gpt() {
             .unwrap()
             .as_slice()
     );
-}
-
-#[test]
-fn server_mirror_example_writes_both_halves() {
-    let dir = tempfile::tempdir().unwrap();
-    let imgs: Vec<PathBuf> = ["d0", "d1", "d2"]
-        .iter()
-        .map(|n| {
-            image(
-                dir.path(),
-                &format!("{n}.img"),
-                if *n == "d0" { 1 << 30 } else { 512 * MIB },
-            )
-        })
-        .collect();
-    let run = apply(
-        &example(dir.path(), "server-mirror", &imgs[0]),
-        &[
-            ("disk0", &imgs[0]),
-            ("disk1", &imgs[1]),
-            ("disk2", &imgs[2]),
-        ],
-        &dir.path().join("j"),
-        &["--format", "json"],
-    )
-    .code(0);
-    assert!(run
-        .stdout
-        .lines()
-        .any(|l| l.contains("\"result\"") && l.contains("\"stage\":\"asr\"")));
-    let a = read_range(&imgs[1], MIB, 256 * MIB);
-    let b = read_range(&imgs[2], MIB, 256 * MIB);
-    assert!(a == b, "mirror halves differ");
-    let half = extract(&imgs[1], MIB, 256 * MIB, &dir.path().join("half.fs"));
-    let id = blkid(&half);
+    // The data disk is a valid GPT: MSR, then NTFS data to the end.
+    let v = tool("sgdisk", &["-v", img.to_str().unwrap()]);
+    assert!(v.contains("No problems found"), "{v}");
+    let p = tool("sgdisk", &["-p", img.to_str().unwrap()]);
     assert!(
-        id.contains("TYPE=ntfs") && id.contains("LABEL=SHARES"),
-        "{id}"
+        p.to_lowercase()
+            .contains("6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3c"),
+        "{p}"
     );
-    let t = sfdisk(&imgs[1]);
-    assert_eq!(t["partitiontable"]["id"], "0x5eed0002");
-    assert_eq!(part_field(&t, "img1", "type"), "42");
+    let i1 = tool("sgdisk", &["-i", "1", img.to_str().unwrap()]);
+    assert!(i1.contains("E3C9E316-0B5C-4DB8-817D-F92DF00215AE"), "{i1}");
+    let i2 = tool("sgdisk", &["-i", "2", img.to_str().unwrap()]);
+    assert!(
+        i2.to_lowercase()
+            .contains("0c3f7e21-5a9b-4d6c-8e2f-7b1a9d4c6e50"),
+        "{i2}"
+    );
+    assert!(i2.contains("Partition name: 'Data'"), "{i2}");
+    // The data partition took the rest of this larger disk: it ends at the
+    // last usable sector.
+    let t = sfdisk(&img);
+    let last = &t["partitiontable"]["partitions"][1];
+    let end = last["start"].as_u64().unwrap() + last["size"].as_u64().unwrap();
+    assert_eq!(end, t["partitiontable"]["lastlba"].as_u64().unwrap() + 1);
+    let data = extract(
+        &img,
+        last["start"].as_u64().unwrap() * 512,
+        64 * MIB,
+        &dir.path().join("data.head"),
+    );
+    assert!(blkid(&data).contains("TYPE=ntfs"), "{}", blkid(&data));
 }
 
 /// A plan over `disks` member disks of 16 MiB each, one 8 MiB partition
@@ -318,7 +287,15 @@ fn striped_and_raid5_volumes_reassemble_in_userspace() {
             .map(|(i, p)| (format!("d{i}"), p.as_path()))
             .collect();
         let targets: Vec<(&str, &Path)> = targets.iter().map(|(d, p)| (d.as_str(), *p)).collect();
-        apply(&plan, &targets, &dir.path().join("j"), &[]).code(0);
+        // RAID-5 is a Windows Server feature: layer its platform rules.
+        let server = root().join("tests/data/server-volumes.yaml");
+        apply(
+            &plan,
+            &targets,
+            &dir.path().join("j"),
+            &["--rules", server.to_str().unwrap()],
+        )
+        .code(0);
         let members: Vec<Vec<u8>> = imgs.iter().map(|p| read_range(p, MIB, 8 * MIB)).collect();
         // Reassemble the way md documents its layouts.
         let mut volume = Vec::new();
@@ -424,7 +401,15 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
         std::fs::write(&p, plan).unwrap();
         let img = image(dir.path(), &format!("{table}.img"), 96 * MIB);
         pattern_fill(&img, 96 * MIB);
-        apply(&p, &[("d0", &img)], &dir.path().join("j"), &[]).code(0);
+        // XP cannot boot from this GPT disk; the test is about write ranges.
+        let rules = root().join("tests/data/no-platform.yaml");
+        apply(
+            &p,
+            &[("d0", &img)],
+            &dir.path().join("j"),
+            &["--rules", rules.to_str().unwrap()],
+        )
+        .code(0);
         let t = sfdisk(&img);
         let mut allowed: Vec<(u64, u64)> = Vec::new();
         for part in t["partitiontable"]["partitions"].as_array().unwrap() {

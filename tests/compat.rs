@@ -26,7 +26,7 @@ const SEED: [(&str, &str, bool, bool); 15] = [
 
 fn plan(backup: &str, media: &str, language: &str) -> String {
     format!(
-        "version: 1\nname: conformance\nsystem:\n  os: windows-xp\n  build: {backup}\n  language: {language}\nmedia:\n  build: {media}\nstages:\n  - id: safe-mode\n    kind: safe-mode\n    actions: [ {{ run: [/bin/true] }} ]\n"
+        "version: 1\nname: conformance\nsystem:\n  os: windows-xp\n  build: {backup}\n  language: {language}\n  edition: professional\n  arch: x86\nmedia:\n  build: {media}\nstages:\n  - id: safe-mode\n    kind: safe-mode\n    actions: [ {{ run: [/bin/true] }} ]\n"
     )
 }
 
@@ -51,8 +51,8 @@ fn every_seed_row_in_every_language() {
             let ja_es = language == "ja" || language == "es";
             if !supported {
                 assert_eq!(run.code, 1, "{ctx}");
-                // media.build is on line 8, its value at column 10.
-                assert_eq!(got, vec![("RP0201".to_string(), 8, 10)], "{ctx}");
+                // media.build is on line 10, its value at column 10.
+                assert_eq!(got, vec![("RP0201".to_string(), 10, 10)], "{ctx}");
                 let msg = run.json()["diagnostics"][0]["message"]
                     .as_str()
                     .unwrap()
@@ -120,7 +120,7 @@ fn a_pair_no_rule_covers_is_an_error() {
         &[],
     )
     .code(1);
-    assert_eq!(codes_at(&run), vec![("RP0203".to_string(), 8, 10)]);
+    assert_eq!(codes_at(&run), vec![("RP0203".to_string(), 10, 10)]);
     assert!(run.json()["diagnostics"][0]["message"]
         .as_str()
         .unwrap()

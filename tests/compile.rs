@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 
-const EXAMPLES: [&str; 3] = ["workstation-mbr", "gpt-workstation", "server-mirror"];
+const EXAMPLES: [&str; 3] = ["workstation-mbr", "gpt-workstation", "fileserver-dynamic"];
 
 #[test]
 fn committed_schemas_match_the_code() {
@@ -143,7 +143,7 @@ fn graph_mermaid_groups_steps_by_stage() {
     let run = Rplan::new()
         .args([
             "graph",
-            "examples/server-mirror.yaml",
+            "examples/fileserver-dynamic.yaml",
             "--format",
             "mermaid",
         ])
@@ -160,7 +160,7 @@ fn graph_mermaid_groups_steps_by_stage() {
 fn check_sarif_is_sarif_2_1_0() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.yaml");
-    std::fs::write(&p, "version: 1\nname: x\nsystem: { os: windows-xp, build: rtm, language: en }\nmedia: { build: sp1-slipstream }\nstages: []\n").unwrap();
+    std::fs::write(&p, "version: 1\nname: x\nsystem: { os: windows-xp, edition: home, arch: x86, build: rtm, language: en }\nmedia: { build: sp1-slipstream }\nstages: []\n").unwrap();
     let run = Rplan::new()
         .args(["check", "--format", "sarif", p.to_str().unwrap()])
         .run()

@@ -14,9 +14,9 @@ fn plan(dir: &Path) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: sim\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: sim\nsystem: {{ os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: sys, path: sys.img, format: raw, size: 3MiB, sha256: {sys} }} ] }}\n\
-disks:\n\x20\x20- {{ id: d0, critical: true, table: gpt, guid: 0b5c3e4e-7a0c-4b65-9d0c-2f1e3a4b5c6d, size: 64MiB, partitions: [ {{ id: sys, size: 8MiB, type: ntfs, content: {{ image: sys }} }}, {{ id: data, size: rest, type: ext4, content: {{ format: {{ fs: ext4 }} }} }} ] }}\n\
+disks:\n\x20\x20- {{ id: d0, critical: true, table: mbr, signature: \"0x5117d00d\", size: 64MiB, partitions: [ {{ id: sys, size: 8MiB, type: ntfs, content: {{ image: sys }} }}, {{ id: data, size: rest, type: ext4, content: {{ format: {{ fs: ext4 }} }} }} ] }}\n\
 stages:\n\x20\x20- {{ id: lkg, kind: last-known-good, actions: [ {{ run: [/bin/false] }} ] }}\n\x20\x20- {{ id: asr, kind: asr }}\n"
         ),
     )

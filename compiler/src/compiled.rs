@@ -66,6 +66,9 @@ pub struct CDisk {
     /// The smallest target, bytes.
     pub min_size: u64,
     pub partitions: Vec<CPartition>,
+    /// The artifact whose first 440 bytes are the MBR boot code to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -148,6 +151,9 @@ pub enum StepKind {
     RestoreImage,
     Format,
     InstallFiles,
+    /// Set a restored NTFS/FAT boot sector's hidden-sectors field to the
+    /// partition's start (an image made at another offset).
+    FixBootSector,
     AssembleVolume,
     Verify,
     Run,

@@ -136,6 +136,10 @@ pub mod codes {
     pub const LANGUAGE_NOTE: &str = "RP0205";
     pub const RULESET_INVALID: &str = "RP0206";
     pub const RULESET_CONFLICT: &str = "RP0207";
+    /// A platform fact (what Windows XP can boot and see) the plan breaks.
+    pub const PLATFORM: &str = "RP0220";
+    /// `system.edition`/`arch` absent: the platform was checked with defaults.
+    pub const PLATFORM_ASSUMED: &str = "RP0221";
 
     // 03 — disk graph and volumes
     pub const DUPLICATE_ID: &str = "RP0301";
@@ -166,6 +170,11 @@ pub mod codes {
     pub const SECTOR_SIZE: &str = "RP0326";
     pub const BAD_LABEL: &str = "RP0327";
     pub const DUPLICATE_IDENTITY: &str = "RP0328";
+    /// A dynamic disk (one holding volume members) that LDM, as rplan
+    /// writes it, cannot describe.
+    pub const DYNAMIC_DISK: &str = "RP0340";
+    /// Active (`bootable`) flags the MBR boot code cannot follow.
+    pub const BOOT_FLAG: &str = "RP0341";
 
     // 04 — stages and escalation
     pub const DUPLICATE_STAGE: &str = "RP0401";

@@ -172,10 +172,13 @@ impl Steps<'_> {
                 c,
                 1,
                 format!(
-                    "write the {} table of disk {} ({} partition{})",
+                    "write the {} of disk {} ({} partition{})",
                     match d.table {
-                        TableKind::Mbr => "MBR",
-                        TableKind::Gpt => "GPT",
+                        _ if d.partitions.iter().any(|p| p.volume.is_some()) => {
+                            "MBR (one 0x42 partition) and LDM database"
+                        }
+                        TableKind::Mbr => "MBR table",
+                        TableKind::Gpt => "GPT table",
                     },
                     d.id,
                     d.partitions.len(),
@@ -187,18 +190,26 @@ impl Steps<'_> {
             for p in d.partitions.iter().filter(|p| p.volume.is_none()) {
                 let Some(content) = &p.content else { continue };
                 let base = format!("{}/{}", d.id, p.id);
-                self.content(
-                    content,
-                    &base,
-                    table.clone(),
-                    c,
-                    p.min_size,
-                    analysis,
-                    |st| {
-                        st.disk = Some(d.id.clone());
-                        st.partition = Some(p.id.clone());
-                    },
-                );
+                let mark = |st: &mut CStep| {
+                    st.disk = Some(d.id.clone());
+                    st.partition = Some(p.id.clone());
+                };
+                self.content(content, &base, table.clone(), c, p.min_size, analysis, mark);
+                if content.image.is_some() {
+                    // After verify, which compares the image as restored.
+                    let sector = p.start / u64::from(d.sector_size);
+                    self.push(
+                        &format!("{base}/bootsector"),
+                        StepKind::FixBootSector,
+                        vec![format!("{}/{base}/verify", self.stage)],
+                        c,
+                        1,
+                        format!(
+                            "point {base}'s NTFS/FAT boot sector at its start (hidden sectors = {sector})"
+                        ),
+                    );
+                    mark(self.last());
+                }
             }
         }
         for v in &analysis.volumes {

@@ -58,6 +58,67 @@ pub struct System {
     /// ISO 639-1 language code, e.g. `en`.
     #[schemars(pattern(LANGUAGE_PATTERN))]
     pub language: String,
+    /// The Windows XP edition: what the platform rules allow depends on it
+    /// (media-center and tablet are Professional underneath). When absent,
+    /// the plan is checked as `professional`, with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edition: Option<Edition>,
+    /// 32-bit (`x86`) or 64-bit (`x64`) Windows XP. When absent, the plan is
+    /// checked as `x86` (the stricter: no GPT disk at all), with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootCode {
+    /// A `file` artifact.
+    pub artifact: Id,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Edition {
+    Home,
+    Professional,
+    MediaCenter,
+    Tablet,
+}
+
+impl Edition {
+    /// The edition the platform rules know it as: Media Center and Tablet PC
+    /// editions are Windows XP Professional with extra components.
+    pub fn platform(self) -> Edition {
+        match self {
+            Edition::MediaCenter | Edition::Tablet => Edition::Professional,
+            e => e,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Edition::Home => "home",
+            Edition::Professional => "professional",
+            Edition::MediaCenter => "media-center",
+            Edition::Tablet => "tablet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    X86,
+    X64,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86 => "x86",
+            Arch::X64 => "x64",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -142,6 +203,11 @@ pub struct Disk {
     pub size: Size,
     #[serde(default)]
     pub partitions: Vec<Partition>,
+    /// MBR boot code to write: a `file` artifact of 440 to 512 bytes (an
+    /// `mbr.bin`, or LBA 0 as captured), whose first 440 bytes are used.
+    /// Without it the disk's existing code is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_code: Option<BootCode>,
 }
 
 fn default_sector_size() -> u32 {
@@ -279,6 +345,19 @@ pub enum Layout {
     Striped,
     Mirrored,
     Raid5,
+}
+
+impl Layout {
+    /// The plan's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Simple => "simple",
+            Layout::Spanned => "spanned",
+            Layout::Striped => "striped",
+            Layout::Mirrored => "mirrored",
+            Layout::Raid5 => "raid5",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,9 +1,12 @@
-//! Compatibility rules: which backup build may be restored with which media.
+//! Compatibility rules: which backup build may be restored with which media,
+//! and what the platform (Windows XP, by edition and architecture) can boot
+//! and see.
 //!
-//! A ruleset is data (YAML with its own JSON Schema). The default one is the
-//! table of KB 818903, embedded in the binary; `--rules FILE` layers more on
-//! top, a later file's rule replacing an earlier one for the same
-//! (backup, media) pair. A pair no rule covers is never a silent "yes".
+//! A ruleset is data (YAML with its own JSON Schema). The defaults are the
+//! table of KB 818903 and the XP platform facts, embedded in the binary;
+//! `--rules FILE` layers more on top, a later file's rule replacing an
+//! earlier one for the same (backup, media) pair and a later platform fact
+//! one with the same id. A pair no rule covers is never a silent "yes".
 
 use crate::diagnostic::{codes, Diagnostic};
 use crate::load::{parse_yaml, Source};
@@ -17,6 +20,9 @@ use std::sync::OnceLock;
 /// The default ruleset's file name and text.
 pub const DEFAULT_NAME: &str = "builtin:xp-asr-kb818903.yaml";
 pub const DEFAULT_TEXT: &str = include_str!("../rules/xp-asr-kb818903.yaml");
+/// The default platform ruleset (what Windows XP can boot and see).
+pub const PLATFORM_NAME: &str = "builtin:xp-platform.yaml";
+pub const PLATFORM_TEXT: &str = include_str!("../rules/xp-platform.yaml");
 
 /// One ruleset file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -36,6 +42,86 @@ pub struct RulesetFile {
     pub notes: Vec<Note>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Platform facts: what the restored system can boot and see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platform: Vec<PlatformFact>,
+}
+
+/// What a platform fact checks; its parameters are the fact's other fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FactCheck {
+    /// The disk holding the active (system) partition must not be GPT.
+    GptBootDisk,
+    /// No disk may be GPT.
+    GptDisk,
+    /// Disks have one of `sector_sizes` (logical bytes per sector).
+    SectorSize,
+    /// Dynamic volumes have one of `layouts` (none listed: no dynamic disks).
+    DynamicVolumes,
+    /// A FAT16 filesystem is at most `max_size`.
+    Fat16Size,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FactSeverity {
+    #[default]
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformFact {
+    /// Short name, cited as `ruleset#id`; a later file's fact with the same
+    /// id replaces this one.
+    #[schemars(pattern(crate::model::ID_PATTERN))]
+    pub id: String,
+    pub check: FactCheck,
+    #[serde(default)]
+    pub severity: FactSeverity,
+    /// Editions it applies to; none listed: every edition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub editions: Vec<crate::model::Edition>,
+    /// Architectures it applies to; none listed: both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archs: Vec<crate::model::Arch>,
+    /// `dynamic-volumes`: the layouts the platform has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layouts: Vec<crate::model::Layout>,
+    /// `sector-size`: the logical sector sizes the platform can use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sector_sizes: Vec<u32>,
+    /// `fat16-size`: the largest FAT16 filesystem, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// The fact as people read it (shown in diagnostics and `rplan rules`).
+    pub text: String,
+    /// Where it comes from: a KB article or Microsoft document.
+    pub source: String,
+}
+
+impl PlatformFact {
+    /// Whether the fact applies to this edition and architecture.
+    pub fn applies(&self, edition: crate::model::Edition, arch: crate::model::Arch) -> bool {
+        (self.editions.is_empty()
+            || self
+                .editions
+                .iter()
+                .any(|e| e.platform() == edition.platform()))
+            && (self.archs.is_empty() || self.archs.contains(&arch))
+    }
+}
+
+/// A platform fact with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourcedFact {
+    #[serde(flatten)]
+    pub fact: PlatformFact,
+    /// `ruleset#id`.
+    pub cite: String,
+    pub file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -103,6 +189,9 @@ pub struct RuleSet {
     pub builds: Vec<Build>,
     pub notes: Vec<Note>,
     pub rules: BTreeMap<(String, String), SourcedRule>,
+    /// Platform facts in the order first declared; a later file's fact
+    /// replaces the one with the same id in place.
+    pub platform: Vec<SourcedFact>,
 }
 
 pub fn rules_schema() -> serde_json::Value {
@@ -136,6 +225,20 @@ pub fn parse_file(source: &Source) -> Result<RulesetFile, Vec<Diagnostic>> {
         )])
     })?;
     let mut problems = Vec::new();
+    let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, fact) in file.platform.iter().enumerate() {
+        if let Some(first) = ids.insert(&fact.id, i) {
+            problems.push(
+                Diagnostic::error(
+                    codes::RULESET_CONFLICT,
+                    format!("/platform/{i}/id"),
+                    format!("platform fact `{}` is declared twice in this file", fact.id),
+                )
+                .related(format!("/platform/{first}/id"), "first declared here")
+                .help("keep one fact per id"),
+            );
+        }
+    }
     let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (i, rule) in file.rules.iter().enumerate() {
         if let Some(first) = seen.insert((&rule.backup, &rule.media), i) {
@@ -175,12 +278,13 @@ impl RuleSet {
     pub fn builtin() -> &'static RuleSet {
         static DEFAULT: OnceLock<RuleSet> = OnceLock::new();
         DEFAULT.get_or_init(|| {
-            let source = Source::new(DEFAULT_NAME, DEFAULT_TEXT);
             let mut set = RuleSet::default();
-            match parse_file(&source) {
-                Ok(file) => set.add(file, DEFAULT_NAME),
-                // A test proves the embedded file is valid.
-                Err(e) => panic!("built-in ruleset is invalid: {e:?}"),
+            for (name, text) in [(DEFAULT_NAME, DEFAULT_TEXT), (PLATFORM_NAME, PLATFORM_TEXT)] {
+                match parse_file(&Source::new(name, text)) {
+                    Ok(file) => set.add(file, name),
+                    // A test proves the embedded files are valid.
+                    Err(e) => panic!("built-in ruleset {name} is invalid: {e:?}"),
+                }
             }
             set
         })
@@ -242,6 +346,17 @@ impl RuleSet {
                 },
             );
         }
+        for fact in &file.platform {
+            let sourced = SourcedFact {
+                fact: fact.clone(),
+                cite: format!("{}#{}", file.name, fact.id),
+                file: file_name.to_string(),
+            };
+            match self.platform.iter_mut().find(|f| f.fact.id == fact.id) {
+                Some(f) => *f = sourced,
+                None => self.platform.push(sourced),
+            }
+        }
         self.files.push(file);
     }
 
@@ -289,7 +404,7 @@ impl RuleSet {
     /// The canonical JSON of the effective rules, for `plan_hash`.
     pub fn canonical(&self) -> serde_json::Value {
         let rules: Vec<&SourcedRule> = self.rules.values().collect();
-        serde_json::json!({ "notes": self.notes, "rules": rules })
+        serde_json::json!({ "notes": self.notes, "rules": rules, "platform": self.platform })
     }
 
     /// The matrix as a table for people: backup builds × media builds.
@@ -369,6 +484,33 @@ impl RuleSet {
             .iter()
             .map(|f| format!("{} — {}", f.name, f.source))
             .collect();
+        if !self.platform.is_empty() {
+            out.push_str("\nplatform: what the restored Windows XP can boot and see\n");
+            for f in &self.platform {
+                let mut scope = Vec::new();
+                if !f.fact.editions.is_empty() {
+                    let e: Vec<&str> = f.fact.editions.iter().map(|e| e.name()).collect();
+                    scope.push(e.join("/"));
+                }
+                if !f.fact.archs.is_empty() {
+                    let a: Vec<&str> = f.fact.archs.iter().map(|a| a.name()).collect();
+                    scope.push(a.join("/"));
+                }
+                let scope = if scope.is_empty() {
+                    "every edition".to_string()
+                } else {
+                    scope.join(", ")
+                };
+                let severity = match f.fact.severity {
+                    FactSeverity::Error => "error",
+                    FactSeverity::Warning => "warning",
+                };
+                out.push_str(&format!(
+                    "{} ({severity}; {scope}): {}\n    source: {}\n",
+                    f.cite, f.fact.text, f.fact.source
+                ));
+            }
+        }
         out.push_str(&format!("rules: {}\n", names.join("; ")));
         out
     }
@@ -383,6 +525,7 @@ impl RuleSet {
             "media_builds": self.media_builds().iter().map(|b| &b.id).collect::<Vec<_>>(),
             "notes": self.notes,
             "rules": rules,
+            "platform": self.platform,
         })
     }
 }

@@ -14,10 +14,10 @@ use crate::events::{printable, Event, Observer, Throttle};
 use crate::inspect::{self, Inspection};
 use crate::journal::{Journal, JournalState, Record};
 use crate::layout;
+use crate::ldm::{self, layout::VolumeWriter};
 use crate::mkfs::{self, FormatOptions, Holes};
 use crate::overlay::Overlay;
 use crate::preview::{self, DiskPreview, Reach};
-use crate::raid::VolumeWriter;
 use crate::restore::{self, hex, Expected, RestoreOptions};
 use crate::table;
 use crate::target::{self, Access, Device, ImageFile, Region, TargetError};
@@ -64,6 +64,9 @@ pub struct ApplyOptions {
     pub own_files: Vec<(String, PathBuf)>,
     /// Colour in the confirmation's summary (a terminal, no NO_COLOR).
     pub color: bool,
+    /// MBR boot code for the system disk when the plan has none
+    /// (`--boot-code FILE`).
+    pub boot_code: Option<[u8; 440]>,
 }
 
 /// What a dry-run found: the path up the ladder, the steps with their
@@ -1139,10 +1142,15 @@ impl Run<'_> {
             };
             let len = t.device.len();
             let spec = layout::table_spec(disk, len);
-            let areas = table::table_areas(&spec, len);
+            let mut areas = table::table_areas(&spec, len);
+            let database = ldm::areas(disk, len);
+            areas.extend(&database);
             let stale = t.stale_magic(&spec);
             let within = |start: u64, n: u64| {
                 let inside = |(s, l): (u64, u64)| start >= s && start + n <= s + l;
+                if database.iter().any(|&a| inside(a)) {
+                    return "LDM database".to_string();
+                }
                 if areas.iter().any(|&a| inside(a)) {
                     return "partition table".to_string();
                 }
@@ -1329,6 +1337,9 @@ impl Run<'_> {
             StepKind::CheckTarget => {
                 let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
                 let min = self.plan.disks[di].min_size;
+                let supplied =
+                    self.plan.disks[di].boot_code.is_some() || self.opts.boot_code.is_some();
+                let system = layout::system_disk(self.plan) == Some(di);
                 let t = target(self.plan, &mut self.targets, di)?;
                 if t.device.len() < min {
                     return Err((
@@ -1336,6 +1347,24 @@ impl Run<'_> {
                         format!("{} is smaller than {}", t.path.display(), human_bytes(min)),
                     )
                         .into());
+                }
+                if system && !supplied {
+                    let mut code = [0u8; 440];
+                    t.device
+                        .read_at(&mut code, 0)
+                        .map_err(|e| (codes::IO_FAILED, e))?;
+                    if code.iter().all(|&b| b == 0) {
+                        let message = format!(
+                            "{} has no MBR boot code and the plan supplies none: the restored machine cannot start from disk `{}`",
+                            t.path.display(),
+                            self.plan.disks[di].id
+                        );
+                        self.reports.push(
+                            Diagnostic::warning(codes::BOOT_FLAG, "", message).help(
+                                "add `boot_code: { artifact: … }` to the disk, or pass `--boot-code FILE` (e.g. syslinux's mbr.bin)",
+                            ),
+                        );
+                    }
                 }
                 Ok(StepOk::Done { fingerprint: None })
             }
@@ -1363,9 +1392,15 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::WriteTable => {
+                let database = self.ldm_writes(step)?;
                 let (_, t, spec, matches) = self.disk_table(step)?;
-                if matches {
+                let database_matches = ldm::matches(t.device.as_ref(), &database)
+                    .map_err(|e| (codes::IO_FAILED, e))?;
+                if matches && database_matches {
                     return Ok(StepOk::Unchanged { fingerprint: None });
+                }
+                if !database_matches {
+                    ldm::write(t.device.as_mut(), &database).map_err(|e| (codes::IO_FAILED, e))?;
                 }
                 table::write_table(t.device.as_mut(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
                 // Partition device nodes follow the new table; if the kernel
@@ -1413,6 +1448,17 @@ impl Run<'_> {
             StepKind::Format => self.format(step),
             StepKind::InstallFiles => self.files(step),
             StepKind::Verify => self.verify(step),
+            StepKind::FixBootSector => self.with_place(step, |dev, first_sector| {
+                let fix = crate::bootsector::plan(dev, first_sector)
+                    .map_err(|e| (codes::IO_FAILED, e))?;
+                match fix {
+                    None => Ok(StepOk::Unchanged { fingerprint: None }),
+                    Some(fix) => {
+                        crate::bootsector::apply(dev, &fix).map_err(|e| (codes::IO_FAILED, e))?;
+                        Ok(StepOk::Done { fingerprint: None })
+                    }
+                }
+            }),
         }
     }
 
@@ -1424,6 +1470,59 @@ impl Run<'_> {
         with_place(self.plan, &mut self.targets, step, f)
     }
 
+    /// The MBR boot code to write on disk `di`: its `boot_code` artifact, or
+    /// for the system disk `--boot-code`; `None` keeps what the disk has.
+    fn boot_code(&self, di: usize) -> Result<Option<[u8; 440]>, StepError> {
+        let disk = &self.plan.disks[di];
+        let Some(id) = &disk.boot_code else {
+            return Ok(self
+                .opts
+                .boot_code
+                .filter(|_| layout::system_disk(self.plan) == Some(di)));
+        };
+        let (path, _, _) = self.artifact(id)?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            (
+                codes::ARTIFACT_MISSING,
+                format!("boot code {}: {e}", path.display()),
+            )
+        })?;
+        match bytes.get(..440) {
+            Some(code) if bytes.len() <= 512 => {
+                let mut out = [0u8; 440];
+                out.copy_from_slice(code);
+                Ok(Some(out))
+            }
+            _ => Err((
+                codes::ARTIFACT_SIZE,
+                format!(
+                    "boot code {} is {} bytes; MBR boot code is 440 (or a 512-byte sector)",
+                    path.display(),
+                    bytes.len()
+                ),
+            )
+                .into()),
+        }
+    }
+
+    /// What a table step writes of the LDM database on its disk (nothing
+    /// on a basic disk). The database describes every member disk, so every
+    /// member's target must be open.
+    fn ldm_writes(&self, step: &CStep) -> Result<Vec<(u64, Vec<u8>)>, StepError> {
+        let di = disk_index(self.plan, step.disk.as_deref().unwrap_or_default())?;
+        if !ldm::is_dynamic(&self.plan.disks[di]) {
+            return Ok(Vec::new());
+        }
+        let lens: Vec<u64> = self
+            .targets
+            .iter()
+            .map(|t| t.as_ref().map_or(0, |t| t.device.len()))
+            .collect();
+        let group = ldm::group(self.plan, &lens).map_err(|e| (codes::UNKNOWN_TARGET, e))?;
+        ldm::disk_writes(self.plan, group.as_ref(), di)
+            .map_err(|e| (codes::UNKNOWN_TARGET, e).into())
+    }
+
     /// A disk step's disk, its target, the table to write on it, and
     /// whether the target already carries exactly that table.
     fn disk_table(
@@ -1433,8 +1532,10 @@ impl Run<'_> {
         let plan = self.plan;
         let di = disk_index(plan, step.disk.as_deref().unwrap_or_default())?;
         let disk = &plan.disks[di];
+        let boot_code = self.boot_code(di)?;
         let t = target(plan, &mut self.targets, di)?;
-        let spec = layout::table_spec(disk, t.device.len());
+        let mut spec = layout::table_spec(disk, t.device.len());
+        spec.boot_code = boot_code;
         let matches =
             table::table_matches(t.device.as_ref(), &spec).map_err(|e| (codes::IO_FAILED, e))?;
         Ok((disk, t, spec, matches))
@@ -1482,15 +1583,27 @@ impl Run<'_> {
             .is_some_and(|t| t.table_matched);
         let obs = &mut *self.obs;
         let step_id = step.id.clone();
-        with_place(self.plan, &mut self.targets, step, |dev, _| {
-            // Already there (a re-apply)? Then nothing needs writing.
-            if (prior || matched)
-                && size <= dev.len()
-                && hash_range(dev, 0, size, &mut |_| {}).ok().as_deref() == Some(sha.as_str())
-            {
-                return Ok(StepOk::Unchanged {
-                    fingerprint: Some(sha.clone()),
-                });
+        with_place(self.plan, &mut self.targets, step, |dev, first_sector| {
+            // Already there (a re-apply)? Then nothing needs writing. An
+            // image whose boot sector the `bootsector` step relocated counts
+            // as there when it hashes as made.
+            if (prior || matched) && size <= dev.len() {
+                let there = hash_range(dev, 0, size, &mut |_| {}).ok().as_deref()
+                    == Some(sha.as_str())
+                    || (step.volume.is_none()
+                        && restore::open_artifact(&path, format)
+                            .and_then(|mut src| {
+                                crate::bootsector::hash_as_made(dev, first_sector, size, &mut src)
+                            })
+                            .ok()
+                            .flatten()
+                            .as_deref()
+                            == Some(sha.as_str()));
+                if there {
+                    return Ok(StepOk::Unchanged {
+                        fingerprint: Some(sha.clone()),
+                    });
+                }
             }
 
             let mut src = restore::open_artifact(&path, format)
@@ -1683,9 +1796,11 @@ impl Run<'_> {
                 fingerprint: Some(fp.clone()),
             });
         }
+        let mut source = None;
         let (len, expect) = match (&content.image, self.journal.done(&producer).flatten()) {
             (Some(image), _) => {
-                let (_, _, e) = self.artifact(image)?;
+                let (path, format, e) = self.artifact(image)?;
+                source = Some((path, format));
                 (e.size, hex(&e.sha256))
             }
             (None, Some(fp)) => (None, fp.to_string()),
@@ -1699,7 +1814,8 @@ impl Run<'_> {
         };
         let obs = &mut *self.obs;
         let id = step.id.clone();
-        with_place(self.plan, &mut self.targets, step, |dev, _| {
+        let partition = step.volume.is_none();
+        with_place(self.plan, &mut self.targets, step, |dev, first_sector| {
             let n = len.unwrap_or(dev.len());
             let mut throttle = Throttle::new(n);
             let got = hash_range(dev, 0, n, &mut |done| {
@@ -1712,7 +1828,16 @@ impl Run<'_> {
                 }
             })
             .map_err(|e| (codes::IO_FAILED, e))?;
-            if got != expect {
+            // An image restored in an earlier run and relocated by its
+            // `bootsector` step: compare it as made.
+            let as_made = || {
+                let (path, format) = source.as_ref()?;
+                let mut src = restore::open_artifact(path, *format).ok()?;
+                crate::bootsector::hash_as_made(dev, first_sector, n, &mut src)
+                    .ok()
+                    .flatten()
+            };
+            if got != expect && !(partition && as_made().as_deref() == Some(expect.as_str())) {
                 return Err((
                     codes::VERIFY_MISMATCH,
                     format!("read back sha256 {got}, expected {expect}"),
@@ -1720,7 +1845,7 @@ impl Run<'_> {
                     .into());
             }
             Ok(StepOk::Done {
-                fingerprint: Some(got),
+                fingerprint: Some(expect.clone()),
             })
         })
     }
@@ -1801,7 +1926,7 @@ impl Read for LazyArtifact {
 }
 
 /// Run `f` on the step's place: its partition's [`Region`], or its volume
-/// through the md layout. `f` also gets the partition's first sector (0 for
+/// through its LDM data layout. `f` also gets the partition's first sector (0 for
 /// a volume).
 fn with_place<R>(
     plan: &CompiledPlan,
@@ -1854,7 +1979,7 @@ fn with_place<R>(
                 }
             }
         }
-        let writer = VolumeWriter::new(devices, layout::raid_layout(v), &members)
+        let writer = VolumeWriter::new(devices, layout::volume_layout(v), &members)
             .map_err(|e| (codes::IO_FAILED, e))?;
         let mut dev = VolumeDevice::new(writer);
         let r = f(&mut dev, 0)?;
@@ -1953,7 +2078,7 @@ impl Write for HashingSink {
     }
 }
 
-/// A volume seen as one [`Device`]: reads and writes go through the md
+/// A volume seen as one [`Device`]: reads and writes go through the LDM
 /// layout to the member partitions.
 struct VolumeDevice<'a> {
     inner: Mutex<VolumeWriter<'a>>,

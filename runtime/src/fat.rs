@@ -3,7 +3,7 @@
 //!
 //! The filesystem is reached through any `Read + Write + Seek` whose offset 0
 //! is the filesystem's boot sector (a partition window over a device, or a
-//! [`crate::raid::VolumeWriter`]), so the bytes written stay inside that
+//! [`crate::ldm::layout::VolumeWriter`]), so the bytes written stay inside that
 //! range by construction. This is how an ASR restore puts `asr.sif` and
 //! friends onto a freshly formatted boot partition.
 //!

@@ -1,12 +1,13 @@
 //! From the compiled plan to concrete extents on a concrete target: `rest`
-//! partitions stretch to the end of the real disk, and the plan's partitions
-//! become the table writer's [`TableSpec`] and the volume writer's members.
+//! partitions stretch to the end of the real disk (a dynamic disk's end is
+//! where its LDM database starts), and the plan's partitions become the
+//! table writer's [`TableSpec`] and the volume writer's members.
 
-use crate::raid;
+use crate::ldm;
 use crate::table::{PartSpec, TableKind as SpecKind, TableSpec};
 use rplan_compiler::analyze::disks::usable_range;
 use rplan_compiler::compiled::{CDisk, CPartition, CVolume, CompiledPlan};
-use rplan_compiler::model::{Layout, TableKind};
+use rplan_compiler::model::TableKind;
 
 /// A partition's byte range on a target of `target_len` bytes.
 ///
@@ -20,10 +21,15 @@ pub fn extent(disk: &CDisk, part: &CPartition, target_len: u64) -> (u64, u64) {
         Some(size) => size,
         None => {
             let (_, end) = usable_range(disk.table, ss, target_len / ss * ss);
-            let end = match disk.table {
+            let mut end = match disk.table {
                 TableKind::Mbr => end.min(mbr_addressable(ss)),
                 TableKind::Gpt => end,
             };
+            if ldm::is_dynamic(disk) {
+                end = end.min(
+                    (target_len / ldm::SECTOR).saturating_sub(ldm::PRIVATE_SECTORS) * ldm::SECTOR,
+                );
+            }
             end.saturating_sub(part.start) / ss * ss
         }
     };
@@ -35,9 +41,31 @@ pub fn mbr_addressable(sector_size: u64) -> u64 {
     sector_size.saturating_mul(1 << 32)
 }
 
-/// The partition table to write on a target of `target_len` bytes.
+/// The partition table to write on a target of `target_len` bytes. A
+/// dynamic disk's MBR holds one 0x42 partition from sector 63 to the end of
+/// the disk; its partitions are in the LDM database.
 pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
     let ss = u64::from(disk.sector_size);
+    if ldm::is_dynamic(disk) {
+        let total = (target_len / ss).min(1 << 32);
+        return TableSpec {
+            kind: SpecKind::Mbr {
+                signature: disk.signature.unwrap_or(0),
+            },
+            sector_size: disk.sector_size,
+            partitions: vec![PartSpec {
+                start_lba: ldm::DYNAMIC_START,
+                size_lba: total.saturating_sub(ldm::DYNAMIC_START).max(1),
+                mbr_type: 0x42,
+                gpt_type: Default::default(),
+                guid: None,
+                name: String::new(),
+                bootable: false,
+                logical: false,
+            }],
+            boot_code: None,
+        };
+    }
     let kind = match disk.table {
         TableKind::Mbr => SpecKind::Mbr {
             signature: disk.signature.unwrap_or(0),
@@ -71,20 +99,13 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
         kind,
         sector_size: disk.sector_size,
         partitions: partitions.into_iter().map(|(_, p)| p).collect(),
+        boot_code: None,
     }
 }
 
-/// The md layout of a volume.
-pub fn raid_layout(volume: &CVolume) -> raid::Layout {
-    let chunk = volume
-        .stripe_size
-        .unwrap_or(rplan_compiler::analyze::volumes::DEFAULT_STRIPE);
-    match volume.layout {
-        Layout::Simple | Layout::Spanned => raid::Layout::Linear,
-        Layout::Striped => raid::Layout::Raid0 { chunk },
-        Layout::Mirrored => raid::Layout::Raid1,
-        Layout::Raid5 => raid::Layout::Raid5 { chunk },
-    }
+/// The LDM data layout of a volume.
+pub fn volume_layout(volume: &CVolume) -> ldm::layout::Layout {
+    ldm::volume_layout(volume.layout, volume.stripe_size)
 }
 
 /// The volume's members as (disk index in `plan.disks`, byte range).
@@ -92,7 +113,7 @@ pub fn members(
     plan: &CompiledPlan,
     volume: &CVolume,
     target_len: impl Fn(usize) -> u64,
-) -> Option<Vec<raid::Member>> {
+) -> Option<Vec<ldm::layout::Member>> {
     volume
         .members
         .iter()
@@ -101,13 +122,26 @@ pub fn members(
             let disk = &plan.disks[di];
             let part = disk.partition(&m.partition)?;
             let (start, len) = extent(disk, part, target_len(di));
-            Some(raid::Member {
+            Some(ldm::layout::Member {
                 device: di,
                 start,
                 len,
             })
         })
         .collect()
+}
+
+/// The disk the restored machine starts from: the one holding an active
+/// partition, else the first critical basic MBR disk.
+pub fn system_disk(plan: &CompiledPlan) -> Option<usize> {
+    plan.disks
+        .iter()
+        .position(|d| d.partitions.iter().any(|p| p.bootable))
+        .or_else(|| {
+            plan.disks
+                .iter()
+                .position(|d| d.critical && d.table == TableKind::Mbr && !ldm::is_dynamic(d))
+        })
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! rplan's runtime: everything that touches bytes on a disk.
 //!
 //! Targets (image files, block devices) behind one [`target::Device`] trait,
-//! partition-table writers, streamed image restore, md-compatible volume
-//! layouts, filesystem creation and FAT file installs. The executor drives
+//! partition-table writers, streamed image restore, Windows dynamic disks
+//! (LDM database and volume layouts), filesystem creation and FAT file installs. The executor drives
 //! these from a compiled plan; dry-run drives the very same step code against
 //! a simulated device. Nothing here parses plans: that is `rplan-compiler`.
 
@@ -10,6 +10,7 @@
 // never in a hot loop, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod bootsector;
 pub mod events;
 pub mod executor;
 pub mod fat;
@@ -18,12 +19,12 @@ pub mod identity;
 pub mod inspect;
 pub mod journal;
 pub mod layout;
+pub mod ldm;
 pub mod mkfs;
 pub mod overlay;
 pub mod preflight;
 pub mod preview;
 pub mod process;
-pub mod raid;
 pub mod restore;
 pub mod table;
 pub mod target;

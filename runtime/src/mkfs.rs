@@ -2,7 +2,7 @@
 //! partition or volume.
 //!
 //! A mkfs tool pointed at a real disk would write wherever it likes and
-//! cannot write through a [`crate::raid::VolumeWriter`] or a dry-run
+//! cannot write through a [`crate::ldm::layout::VolumeWriter`] or a dry-run
 //! simulation at all. So [`format()`] runs the tool on a sparse temporary file
 //! of exactly the filesystem's size, then copies only that file's data
 //! extents (`SEEK_DATA`/`SEEK_HOLE`) into the destination. The destination is

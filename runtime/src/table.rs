@@ -75,6 +75,9 @@ pub struct TableSpec {
     /// In partition-number order (MBR: primaries by slot, logicals in chain
     /// order; GPT: entry order).
     pub partitions: Vec<PartSpec>,
+    /// The 440 bytes of MBR boot code to write; `None` keeps the code the
+    /// disk has (when it carries a readable table).
+    pub boot_code: Option<[u8; 440]>,
 }
 
 /// A partition found on a disk.
@@ -474,8 +477,13 @@ pub fn table_matches(dev: &dyn Device, spec: &TableSpec) -> Result<bool, TableEr
 /// from the disk, coalesced into `(offset, bytes)` runs.
 fn plan(dev: &dyn Device, spec: &TableSpec) -> Result<Vec<(u64, Vec<u8>)>, TableError> {
     let layout = validate(spec, dev.len(), dev.sector_size())?;
-    let keep_boot_code = match read_table(dev) {
-        Ok(Some(_)) => {
+    let keep_boot_code = match (&spec.boot_code, read_table(dev)) {
+        (Some(code), _) => {
+            let mut lba0 = [0u8; 512];
+            lba0[..440].copy_from_slice(code);
+            Some(lba0)
+        }
+        (None, Ok(Some(_))) => {
             let mut lba0 = [0u8; 512];
             dev.read_at(&mut lba0, 0)?;
             Some(lba0)

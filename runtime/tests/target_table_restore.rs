@@ -67,6 +67,7 @@ fn mbr_spec() -> TableSpec {
                 ..part(24576, 8192)
             },
         ],
+        boot_code: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn gpt_spec() -> TableSpec {
                 ..part(8192, 40960)
             },
         ],
+        boot_code: None,
     }
 }
 
@@ -921,6 +923,7 @@ fn block_device_on_a_4k_loop_device() {
                 ..part(2304, 1024)
             },
         ],
+        boot_code: None,
     };
     {
         let mut dev = BlockDevice::open(&lo.dev, Access::ReadWrite).unwrap();

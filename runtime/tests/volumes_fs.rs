@@ -1,7 +1,8 @@
 //! Volumes, filesystems and FAT installs, on sparse image files.
 //!
 //! Volume data is reassembled here by reference code written straight from
-//! md's documented layouts (not from the crate), parity is checked by XOR,
+//! the documented layouts (dm's linear/striped/raid5_ls, as libldm assembles
+//! Windows volumes; not from the crate), parity is checked by XOR,
 //! and filesystems are judged by the system's own tools: `blkid`, `fsck.vfat`,
 //! `e2fsck`, `ntfsinfo`, `mdir`/`mtype`/`mcopy`, `cmp`. Every image is filled
 //! with noise around (and often inside) the ranges first, so a stray write
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rplan_runtime::fat::{self, FatError};
+use rplan_runtime::ldm::layout::{self as ldm_layout, Layout, Member, VolumeError, VolumeWriter};
 use rplan_runtime::mkfs::{self, FormatOptions, Fs, Holes, MkfsError};
-use rplan_runtime::raid::{self, Layout, Member, VolumeError, VolumeWriter};
 use rplan_runtime::target::Device;
 use tempfile::TempDir;
 use vfs_support::*;
@@ -124,7 +125,7 @@ fn read_back(volume: &mut VolumeWriter<'_>) -> Vec<u8> {
     out
 }
 
-// Reference reassembly, straight from md's documentation: linear appends
+// Reference reassembly, straight from the layouts' documentation: spanned appends
 // the members; raid0 takes chunk r of member 0, 1, .., n-1 for each row r;
 // raid5 left-symmetric puts row r's parity on member n-1-(r mod n) and its
 // data on the members right after it, wrapping around.
@@ -193,11 +194,11 @@ fn linear_volume_is_the_members_end_to_end() {
             len: 3 * MIB,
         },
     ];
-    let size = raid::usable_size(Layout::Linear, &members);
+    let size = ldm_layout::usable_size(Layout::Spanned, &members);
     assert_eq!(size, 6 * MIB + 512);
     let data = Noise::new(1).bytes(size as usize);
 
-    let back = rig.with_volume(Layout::Linear, &members, |v| {
+    let back = rig.with_volume(Layout::Spanned, &members, |v| {
         stream(v, &data, 2);
         read_back(v)
     });
@@ -211,10 +212,10 @@ fn linear_volume_is_the_members_end_to_end() {
 }
 
 #[test]
-fn raid0_volume_stripes_chunks_round_robin_like_md() {
+fn striped_volume_stripes_chunks_round_robin() {
     let chunk = 64 * KIB;
     let rig = rig(&[6 * MIB, 6 * MIB, 6 * MIB]);
-    // Unequal members: md rounds to whole chunks and uses the smallest.
+    // Unequal members: whole chunks of the smallest are used.
     let members = [
         Member {
             device: 0,
@@ -232,8 +233,8 @@ fn raid0_volume_stripes_chunks_round_robin_like_md() {
             len: 4 * MIB + 4 * KIB,
         },
     ];
-    let layout = Layout::Raid0 { chunk };
-    assert_eq!(raid::usable_size(layout, &members), 12 * MIB);
+    let layout = Layout::Striped { chunk };
+    assert_eq!(ldm_layout::usable_size(layout, &members), 12 * MIB);
     let data = Noise::new(3).bytes(12 * MIB as usize);
 
     let back = rig.with_volume(layout, &members, |v| {
@@ -276,11 +277,11 @@ fn raid1_volume_writes_every_mirror() {
             len: 3 * MIB + 4096,
         },
     ];
-    let size = raid::usable_size(Layout::Raid1, &members);
+    let size = ldm_layout::usable_size(Layout::Mirrored, &members);
     assert_eq!(size, 3 * MIB);
     let data = Noise::new(5).bytes(size as usize);
 
-    let back = rig.with_volume(Layout::Raid1, &members, |v| {
+    let back = rig.with_volume(Layout::Mirrored, &members, |v| {
         stream(v, &data, 6);
         read_back(v)
     });
@@ -326,7 +327,7 @@ fn raid5_rig() -> (Rig, [Member; 4], Layout, u64) {
 #[test]
 fn raid5_streaming_write_is_left_symmetric_with_parity() {
     let (rig, members, layout, chunk) = raid5_rig();
-    let size = raid::usable_size(layout, &members);
+    let size = ldm_layout::usable_size(layout, &members);
     assert_eq!(size, 12 * MIB);
     let data = Noise::new(7).bytes(size as usize);
 
@@ -349,7 +350,7 @@ fn raid5_streaming_write_is_left_symmetric_with_parity() {
 fn raid5_streaming_write_reads_nothing_back() {
     // Whole stripes arrive in order, so parity comes from the data alone.
     let (rig, members, layout, _) = raid5_rig();
-    let data = Noise::new(9).bytes(raid::usable_size(layout, &members) as usize);
+    let data = Noise::new(9).bytes(ldm_layout::usable_size(layout, &members) as usize);
     let mut devices: Vec<CountingDevice> = rig
         .devices()
         .into_iter()
@@ -398,7 +399,7 @@ impl Device for CountingDevice {
 #[test]
 fn raid5_scattered_overwrites_keep_parity_consistent() {
     let (rig, members, layout, chunk) = raid5_rig();
-    let size = raid::usable_size(layout, &members) as usize;
+    let size = ldm_layout::usable_size(layout, &members) as usize;
     let mut model = Noise::new(11).bytes(size);
     let mut noise = Noise::new(12);
 
@@ -467,7 +468,7 @@ fn rig_before(rig: &Rig, members: &[Member]) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn map_agrees_with_the_md_formulas() {
+fn map_agrees_with_the_layout_formulas() {
     let m = |len| Member {
         device: 0,
         start: 0,
@@ -484,31 +485,34 @@ fn map_agrees_with_the_md_formulas() {
         let data = (parity + 1 + col) % 4;
         let at = row * chunk + off % chunk;
         assert_eq!(
-            raid::map(Layout::Raid5 { chunk }, &four, off),
+            ldm_layout::map(Layout::Raid5 { chunk }, &four, off),
             vec![(data as usize, at), (parity as usize, at)],
             "raid5 offset {off}"
         );
         let off0 = noise.below(4 * MIB);
         let c0 = off0 / chunk;
         assert_eq!(
-            raid::map(Layout::Raid0 { chunk }, &four, off0),
+            ldm_layout::map(Layout::Striped { chunk }, &four, off0),
             vec![((c0 % 4) as usize, (c0 / 4) * chunk + off0 % chunk)],
             "raid0 offset {off0}"
         );
     }
     assert_eq!(
-        raid::map(Layout::Raid1, &four, 5),
+        ldm_layout::map(Layout::Mirrored, &four, 5),
         vec![(0, 5), (1, 5), (2, 5), (3, 5)]
     );
     let spans = [m(100), m(50)];
-    assert_eq!(raid::map(Layout::Linear, &spans, 99), vec![(0, 99)]);
-    assert_eq!(raid::map(Layout::Linear, &spans, 100), vec![(1, 0)]);
-    assert_eq!(raid::map(Layout::Linear, &spans, 150), vec![]);
-    assert_eq!(raid::map(Layout::Raid5 { chunk }, &four, 3 * MIB), vec![]);
+    assert_eq!(ldm_layout::map(Layout::Spanned, &spans, 99), vec![(0, 99)]);
+    assert_eq!(ldm_layout::map(Layout::Spanned, &spans, 100), vec![(1, 0)]);
+    assert_eq!(ldm_layout::map(Layout::Spanned, &spans, 150), vec![]);
+    assert_eq!(
+        ldm_layout::map(Layout::Raid5 { chunk }, &four, 3 * MIB),
+        vec![]
+    );
 }
 
 #[test]
-fn usable_size_rounds_like_md() {
+fn usable_size_rounds_to_whole_stripes() {
     let m = |len| Member {
         device: 0,
         start: 0,
@@ -517,19 +521,22 @@ fn usable_size_rounds_like_md() {
     let chunk = 64 * KIB;
     let members = [m(MIB + 1000), m(2 * MIB), m(MIB + 70 * KIB)];
     assert_eq!(
-        raid::usable_size(Layout::Linear, &members),
+        ldm_layout::usable_size(Layout::Spanned, &members),
         4 * MIB + 1000 + 70 * KIB
     );
-    assert_eq!(raid::usable_size(Layout::Raid1, &members), MIB + 1000);
     assert_eq!(
-        raid::usable_size(Layout::Raid0 { chunk }, &members),
+        ldm_layout::usable_size(Layout::Mirrored, &members),
+        MIB + 1000
+    );
+    assert_eq!(
+        ldm_layout::usable_size(Layout::Striped { chunk }, &members),
         3 * MIB
     );
     assert_eq!(
-        raid::usable_size(Layout::Raid5 { chunk }, &members),
+        ldm_layout::usable_size(Layout::Raid5 { chunk }, &members),
         2 * MIB
     );
-    assert_eq!(raid::usable_size(Layout::Raid5 { chunk }, &[]), 0);
+    assert_eq!(ldm_layout::usable_size(Layout::Raid5 { chunk }, &[]), 0);
 }
 
 #[test]
@@ -556,16 +563,16 @@ fn volumes_refuse_bad_shapes_and_writes_past_the_end() {
         Err(VolumeError::TooFewMembers { need: 3, .. })
     ));
     assert!(matches!(
-        open(Layout::Raid0 { chunk: 3000 }, &[a, b]),
+        open(Layout::Striped { chunk: 3000 }, &[a, b]),
         Err(VolumeError::BadChunk { .. })
     ));
     assert!(matches!(
-        open(Layout::Raid1, &[a, Member { device: 2, ..b }]),
+        open(Layout::Mirrored, &[a, Member { device: 2, ..b }]),
         Err(VolumeError::UnknownDevice { device: 2, .. })
     ));
     assert!(matches!(
         open(
-            Layout::Raid1,
+            Layout::Mirrored,
             &[
                 a,
                 Member {
@@ -578,7 +585,7 @@ fn volumes_refuse_bad_shapes_and_writes_past_the_end() {
     ));
     assert!(matches!(
         open(
-            Layout::Raid1,
+            Layout::Mirrored,
             &[
                 a,
                 Member {
@@ -594,12 +601,12 @@ fn volumes_refuse_bad_shapes_and_writes_past_the_end() {
         })
     ));
     assert!(matches!(
-        open(Layout::Raid0 { chunk: 2 * MIB }, &[a, b]),
+        open(Layout::Striped { chunk: 2 * MIB }, &[a, b]),
         Err(VolumeError::TooSmall { .. })
     ));
 
     let members = [a, b];
-    let result = rig.with_volume(Layout::Raid0 { chunk }, &members, |v| {
+    let result = rig.with_volume(Layout::Striped { chunk }, &members, |v| {
         v.write_all(&vec![0xA5; (2 * MIB + 1) as usize])
     });
     assert!(

@@ -94,7 +94,11 @@ fn used_artifacts(plan: &Plan) -> Vec<&str> {
         .iter()
         .flat_map(|d| d.partitions.iter().filter_map(|p| p.content.as_ref()))
         .chain(plan.volumes.iter().filter_map(|v| v.content.as_ref()));
-    let mut used = Vec::new();
+    let mut used: Vec<&str> = plan
+        .disks
+        .iter()
+        .filter_map(|d| d.boot_code.as_ref().map(|b| b.artifact.as_str()))
+        .collect();
     for c in contents {
         used.extend(c.image.as_deref());
         used.extend(c.files.iter().map(|f| f.artifact.as_str()));

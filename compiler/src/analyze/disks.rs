@@ -73,6 +73,7 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
         sector_size: disk.sector_size,
         min_size: total,
         partitions: Vec::new(),
+        boot_code: None,
     };
     resolve_identity(plan, disk, &dp, &mut out, diags);
     if disk.sector_size != 512 && disk.sector_size != 4096 {
@@ -106,7 +107,11 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
             .help("use `table: gpt` for disks larger than 2 TiB"),
         );
     }
-    let (first, end) = usable_range(disk.table, ss, total / ss * ss);
+    let (first, mut end) = usable_range(disk.table, ss, total / ss * ss);
+    if super::volumes::is_dynamic(plan, &disk.id) {
+        // A dynamic disk's last 1 MiB holds its LDM database.
+        end = end.min((total / ss * ss).saturating_sub(super::volumes::LDM_DATABASE));
+    }
     if end <= first {
         diags.push(Diagnostic::error(
             codes::GPT_HEADER_ROOM,
@@ -122,6 +127,8 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
     resolve_partitions(disk, &dp, first, end, &mut out, diags);
     check_overlaps(&dp, &out, diags);
     match disk.table {
+        // A dynamic disk's partitions are LDM partitions, not MBR entries.
+        TableKind::Mbr if super::volumes::is_dynamic(plan, &disk.id) => {}
         TableKind::Mbr => check_mbr(&dp, &out, diags),
         TableKind::Gpt if disk.partitions.len() > 128 => diags.push(
             Diagnostic::error(

@@ -5,6 +5,8 @@
 //! - [`compat`]: backup build × media × language against the ruleset;
 //! - [`disks`]: partition layout per disk, table limits, identities;
 //! - [`volumes`]: dynamic volumes over member partitions;
+//! - [`platform`]: what the restored Windows XP can boot and see;
+//! - [`boot`]: active flags the MBR boot code can follow;
 //! - [`content`]: what goes into a partition or volume;
 //! - [`artifacts`]: the backup set, on disk or not (`--no-artifacts`);
 //! - [`stages`]: the escalation ladder and its actions.
@@ -13,9 +15,11 @@
 //! an earlier one having passed, only on what it could resolve.
 
 pub mod artifacts;
+pub mod boot;
 pub mod compat;
 pub mod content;
 pub mod disks;
+pub mod platform;
 pub mod stages;
 pub mod volumes;
 
@@ -49,6 +53,8 @@ pub fn analyze(
     let artifacts = artifacts::check(plan, options, base_dir, &mut diags);
     let mut disks = disks::check(plan, &mut diags);
     let volumes = volumes::check(plan, &mut disks, &mut diags);
+    platform::check(plan, rules, &disks, &volumes, &mut diags);
+    boot::check(plan, &mut disks, &artifacts, &mut diags);
     content::check(plan, &disks, &volumes, &artifacts, &mut diags);
     let stages = stages::check(plan, options, &mut diags);
     (

@@ -1,20 +1,36 @@
 //! Dynamic volumes: members resolve to partitions, the layout's member rules
-//! hold, and the usable size is computed the way Linux md computes it (the
-//! runtime writes md-compatible raid0/raid1/linear/raid5 layouts).
+//! hold, every disk holding a member can be a Windows dynamic disk (LDM, as
+//! the runtime writes it), and the usable size follows LDM's layouts.
 
 use crate::compiled::{CDisk, CMember, CVolume};
 use crate::diagnostic::{codes, Diagnostic};
-use crate::model::{Layout, Plan};
-use crate::size::{human_bytes, KIB};
+use crate::model::{Layout, Plan, TableKind};
+use crate::size::{human_bytes, KIB, MIB};
 
 pub const DEFAULT_STRIPE: u64 = 64 * KIB;
 /// The largest stripe a plan may ask for. Windows' own dynamic volumes
 /// always use 64 KiB; the runtime buffers a stripe per member, so an
 /// unbounded one costs unbounded memory.
 pub const MAX_STRIPE: u64 = 1024 * KIB;
+/// The LDM database (private region) at the end of every dynamic disk.
+pub const LDM_DATABASE: u64 = MIB;
+/// Where a dynamic disk's public region starts, in 512-byte sectors (after
+/// the first track, as Windows XP lays dynamic disks out; the PRIVHEAD is in
+/// sector 6).
+pub const LDM_PUBLIC_START: u64 = 63;
 
-/// Usable bytes of a volume over members of `sizes` bytes (md's arithmetic:
-/// striped layouts use whole chunks of the smallest member).
+/// Whether the plan makes disk `id` a dynamic disk: it holds a member of a
+/// volume.
+pub fn is_dynamic(plan: &Plan, id: &str) -> bool {
+    plan.volumes.iter().any(|v| {
+        v.members
+            .iter()
+            .any(|m| m.split_once('/').is_some_and(|(d, _)| d == id))
+    })
+}
+
+/// Usable bytes of a volume over members of `sizes` bytes (LDM's layouts:
+/// striped and RAID-5 use whole stripes of the smallest member).
 pub fn usable_size(layout: Layout, stripe: u64, sizes: &[u64]) -> u64 {
     let n = sizes.len() as u64;
     let min = sizes.iter().copied().min().unwrap_or(0);
@@ -114,6 +130,11 @@ pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> V
             ));
         }
         check_layout(v.layout, &vp, &members, &sizes, has_rest, diags);
+        for (member, mp) in &members {
+            if let Some(d) = disks.iter().find(|d| d.id == member.disk) {
+                check_member_partition(d, member, mp, diags);
+            }
+        }
         let sector_size = members
             .first()
             .and_then(|(m, _)| disks.iter().find(|d| d.id == m.disk))
@@ -145,7 +166,95 @@ pub fn check(plan: &Plan, disks: &mut [CDisk], diags: &mut Vec<Diagnostic>) -> V
             content: v.content.clone(),
         });
     }
+    check_dynamic_disks(plan, disks, diags);
     out
+}
+
+/// A member partition becomes an LDM partition: it is not in the MBR, so it
+/// cannot be active or logical, and it lies in the public region (after
+/// sector 63, before the database).
+fn check_member_partition(d: &CDisk, member: &CMember, mp: &str, diags: &mut Vec<Diagnostic>) {
+    let Some(p) = d.partitions.iter().find(|p| p.id == member.partition) else {
+        return;
+    };
+    let name = format!("{}/{}", member.disk, member.partition);
+    if p.bootable || p.logical {
+        diags.push(
+            Diagnostic::error(
+                codes::DYNAMIC_DISK,
+                mp.to_string(),
+                format!(
+                    "member `{name}` is {}, but a volume member lives in the LDM database, not the MBR",
+                    if p.bootable { "bootable" } else { "logical" }
+                ),
+            )
+            .help("remove `bootable`/`logical` from the member partition"),
+        );
+    }
+    let public_start = LDM_PUBLIC_START * 512;
+    if p.start < public_start {
+        diags.push(
+            Diagnostic::error(
+                codes::DYNAMIC_DISK,
+                mp.to_string(),
+                format!(
+                    "member `{name}` starts at byte {}, before sector {LDM_PUBLIC_START} where a dynamic disk's partitions begin",
+                    p.start
+                ),
+            )
+            .help("start it at 1MiB (the default)"),
+        );
+    }
+}
+
+/// Every disk holding a member is a dynamic disk as a whole: MBR, 512-byte
+/// sectors, every partition in a volume. (Its last 1 MiB, the LDM database,
+/// is kept free by the disk analysis.)
+fn check_dynamic_disks(plan: &Plan, disks: &[CDisk], diags: &mut Vec<Diagnostic>) {
+    for (i, d) in disks.iter().enumerate() {
+        if !is_dynamic(plan, &d.id) {
+            continue;
+        }
+        let dp = format!("/disks/{i}");
+        if d.table != TableKind::Mbr {
+            diags.push(
+                Diagnostic::error(
+                    codes::DYNAMIC_DISK,
+                    format!("{dp}/table"),
+                    format!(
+                        "disk `{}` holds volume members, and rplan writes dynamic disks on MBR only",
+                        d.id
+                    ),
+                )
+                .help("use `table: mbr` for the volume's member disks"),
+            );
+        }
+        if d.sector_size != 512 {
+            diags.push(Diagnostic::error(
+                codes::DYNAMIC_DISK,
+                format!("{dp}/sector_size"),
+                format!(
+                    "disk `{}` holds volume members; its LDM database needs 512-byte sectors",
+                    d.id
+                ),
+            ));
+        }
+        for (j, p) in d.partitions.iter().enumerate() {
+            if p.volume.is_none() {
+                diags.push(
+                    Diagnostic::error(
+                        codes::DYNAMIC_DISK,
+                        format!("{dp}/partitions/{j}/id"),
+                        format!(
+                            "partition `{}/{}` is in no volume, but its disk is a dynamic disk",
+                            d.id, p.id
+                        ),
+                    )
+                    .help("every partition of a dynamic disk is a volume: make it a `simple` volume, or move it to a basic disk"),
+                );
+            }
+        }
+    }
 }
 
 fn check_layout(
@@ -172,7 +281,7 @@ fn check_layout(
             )
             .help(match layout {
                 Layout::Simple => "use `spanned` to join several partitions",
-                Layout::Raid5 => "add a member, or use `mirrored` for two",
+                Layout::Raid5 => "add a member: RAID-5 needs three",
                 _ => "add a member, or use `simple` for one partition",
             }),
         );
@@ -266,7 +375,7 @@ fn check_stripe(
                             human_bytes(b)
                         ),
                     )
-                    .help("md chunks are powers of two: 64KiB is the usual choice"),
+                    .help("Windows stripes in powers of two: 64KiB is what it uses"),
                 );
                 return Some(DEFAULT_STRIPE);
             }

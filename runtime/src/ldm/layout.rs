@@ -1,77 +1,72 @@
 //! Dynamic-volume data layouts: how a volume's bytes are spread over the
-//! partitions that make it up, byte-compatible with Linux md.
+//! LDM partitions that make it up, as Windows' dynamic-disk driver (and
+//! libldm's device-mapper tables) read them.
 //!
-//! A plan's `spanned`, `striped`, `mirrored` and `raid5` volumes are written
-//! here as md's `linear`, `raid0`, `raid1` and `raid5` (left-symmetric, md's
-//! default) without any superblock, starting at byte 0 of every member. So a
-//! rescue system can assemble the first three with
-//! `mdadm --build /dev/md0 --level=0 --chunk=64 --raid-devices=2 /dev/sdb1 /dev/sdc1`
-//! (md cannot `--build` raid5; reading one back needs a superblock that
-//! leaves the data at offset 0, e.g. `mdadm --create --metadata=1.0
-//! --level=5 --layout=left-symmetric --assume-clean`, with the member tails
-//! to spare, or the dynamic-disk driver of the OS that owns the volume).
+//! - `spanned` (and `simple`): the partitions one after another, each
+//!   partition's volume offset the sum of the sizes before it;
+//! - `striped`: `chunk`-byte stripes round-robin over the partitions in
+//!   column order (dm `striped`);
+//! - `mirrored`: every partition holds the whole volume (dm `raid1`);
+//! - `raid5`: stripes with one rotating parity chunk, left-symmetric (dm
+//!   `raid5_ls`, what libldm assembles a Windows RAID-5 volume with).
 //!
 //! [`VolumeWriter`] is a `Read + Write + Seek` over the logical volume, so an
 //! image restore or a filesystem creation streams through it exactly as it
 //! would into a plain partition.
 //!
-//! What this module is not: it does not write LDM/dynamic-disk metadata, md
-//! superblocks or partition tables, and it never reconstructs a degraded
-//! array (reads come from healthy members only: raid1 reads the first
-//! member, raid5 reads data chunks, never parity).
+//! What this module is not: it writes no metadata (the LDM database is
+//! [`super::database`]) and never reconstructs a degraded volume (reads come
+//! from healthy members only: a mirror reads its first partition, raid5
+//! reads data chunks, never parity).
 //!
-//! Sizes follow md: raid0 and raid5 members are first rounded down to whole
-//! chunks, and only the part every member has is used. For raid0 that is
-//! md's first "zone": md would stripe the longer members' remainders into
-//! further zones, which rplan leaves untouched, so the volume is a prefix
-//! of what `mdadm --build` shows. Linear
-//! uses every member whole. For `mdadm --build --level=linear` give member
-//! lengths that are multiples of mdadm's `--rounding` so md adds no gaps.
+//! Sizes: striped and raid5 partitions are used in whole chunks of the
+//! smallest one (Windows makes them equal); spanned uses every partition
+//! whole.
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::target::Device;
 
-/// The smallest chunk md accepts for raid0/raid5 (one page).
+/// The smallest stripe rplan writes (one page; Windows always uses 64 KiB).
 const MIN_CHUNK: u64 = 4096;
 
 /// How a volume's logical bytes map onto its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// Members one after another (plan layout `spanned`, md `linear`).
-    Linear,
-    /// Striped in `chunk`-byte pieces round-robin (plan `striped`, md `raid0`).
-    Raid0 { chunk: u64 },
-    /// Every member holds the whole volume (plan `mirrored`, md `raid1`).
-    Raid1,
-    /// Striped with one rotating parity chunk per stripe, md's
-    /// left-symmetric algorithm (plan `raid5`, md `raid5` layout 2).
+    /// Members one after another (plan layouts `simple` and `spanned`).
+    Spanned,
+    /// Striped in `chunk`-byte pieces round-robin (plan `striped`).
+    Striped { chunk: u64 },
+    /// Every member holds the whole volume (plan `mirrored`).
+    Mirrored,
+    /// Striped with one rotating parity chunk per stripe, left-symmetric
+    /// (plan `raid5`).
     Raid5 { chunk: u64 },
 }
 
 impl Layout {
     fn name(self) -> &'static str {
         match self {
-            Layout::Linear => "linear",
-            Layout::Raid0 { .. } => "raid0",
-            Layout::Raid1 => "raid1",
+            Layout::Spanned => "spanned",
+            Layout::Striped { .. } => "striped",
+            Layout::Mirrored => "mirrored",
             Layout::Raid5 { .. } => "raid5",
         }
     }
 
     fn min_members(self) -> usize {
         match self {
-            Layout::Linear => 1,
-            Layout::Raid0 { .. } | Layout::Raid1 => 2,
+            Layout::Spanned => 1,
+            Layout::Striped { .. } | Layout::Mirrored => 2,
             Layout::Raid5 { .. } => 3,
         }
     }
 
     fn chunk(self) -> Option<u64> {
         match self {
-            Layout::Raid0 { chunk } | Layout::Raid5 { chunk } => Some(chunk),
-            Layout::Linear | Layout::Raid1 => None,
+            Layout::Striped { chunk } | Layout::Raid5 { chunk } => Some(chunk),
+            Layout::Spanned | Layout::Mirrored => None,
         }
     }
 }
@@ -86,21 +81,21 @@ pub struct Member {
     pub len: u64,
 }
 
-/// The size of the logical volume, as md computes it.
+/// The size of the logical volume.
 ///
-/// Linear: the sum of the members. Raid0: members × the smallest member
-/// rounded down to whole chunks. Raid1: the smallest member. Raid5:
+/// Spanned: the sum of the members. Striped: members × the smallest member
+/// rounded down to whole chunks. Mirrored: the smallest member. Raid5:
 /// (members − 1) × the smallest member rounded down to whole chunks.
 /// Zero when there are no members (or a zero chunk).
 pub fn usable_size(layout: Layout, members: &[Member]) -> u64 {
     let n = members.len() as u64;
     let min = members.iter().map(|m| m.len).min().unwrap_or(0);
     match layout {
-        Layout::Linear => members
+        Layout::Spanned => members
             .iter()
             .fold(0u64, |acc, m| acc.saturating_add(m.len)),
-        Layout::Raid1 => min,
-        Layout::Raid0 { chunk } => n.saturating_mul(round_down(min, chunk)),
+        Layout::Mirrored => min,
+        Layout::Striped { chunk } => n.saturating_mul(round_down(min, chunk)),
         Layout::Raid5 { chunk } => n.saturating_sub(1).saturating_mul(round_down(min, chunk)),
     }
 }
@@ -115,7 +110,7 @@ fn round_down(value: u64, chunk: u64) -> u64 {
 /// Where logical byte `logical_offset` lives: `(index into members, offset
 /// from that member's start)`.
 ///
-/// Linear and raid0 give one entry. Raid1 gives one entry per member (every
+/// Spanned and striped give one entry. Mirrored gives one entry per member (every
 /// copy). Raid5 gives two: the data byte first, then the parity byte that
 /// covers it. Empty when the offset is past the end of the volume.
 pub fn map(layout: Layout, members: &[Member], logical_offset: u64) -> Vec<(usize, u64)> {
@@ -123,7 +118,7 @@ pub fn map(layout: Layout, members: &[Member], logical_offset: u64) -> Vec<(usiz
         return Vec::new();
     }
     match layout {
-        Layout::Raid1 => (0..members.len()).map(|i| (i, logical_offset)).collect(),
+        Layout::Mirrored => (0..members.len()).map(|i| (i, logical_offset)).collect(),
         Layout::Raid5 { chunk } => {
             let place = raid5_place(chunk, members.len() as u64, logical_offset);
             vec![
@@ -131,7 +126,7 @@ pub fn map(layout: Layout, members: &[Member], logical_offset: u64) -> Vec<(usiz
                 (place.parity as usize, place.member_offset),
             ]
         }
-        Layout::Linear | Layout::Raid0 { .. } => match locate(layout, members, logical_offset) {
+        Layout::Spanned | Layout::Striped { .. } => match locate(layout, members, logical_offset) {
             Some(piece) => vec![(piece.member, piece.member_offset)],
             None => Vec::new(),
         },
@@ -152,7 +147,7 @@ struct Piece {
 fn locate(layout: Layout, members: &[Member], offset: u64) -> Option<Piece> {
     let n = members.len() as u64;
     match layout {
-        Layout::Linear => {
+        Layout::Spanned => {
             let mut base = 0u64;
             for (i, m) in members.iter().enumerate() {
                 if offset < base + m.len {
@@ -167,7 +162,7 @@ fn locate(layout: Layout, members: &[Member], offset: u64) -> Option<Piece> {
             }
             None
         }
-        Layout::Raid1 => {
+        Layout::Mirrored => {
             let len = usable_size(layout, members);
             Some(Piece {
                 member: 0,
@@ -175,7 +170,7 @@ fn locate(layout: Layout, members: &[Member], offset: u64) -> Option<Piece> {
                 run: len.checked_sub(offset)?,
             })
         }
-        Layout::Raid0 { chunk } => {
+        Layout::Striped { chunk } => {
             let index = offset / chunk;
             let within = offset % chunk;
             Some(Piece {
@@ -195,7 +190,7 @@ fn locate(layout: Layout, members: &[Member], offset: u64) -> Option<Piece> {
     }
 }
 
-/// md's raid5 left-symmetric placement (`raid5_compute_sector`,
+/// RAID-5 left-symmetric placement (Linux's `raid5_compute_sector`,
 /// ALGORITHM_LEFT_SYMMETRIC): stripe `s` keeps parity on member
 /// `n-1 - s mod n`, and its data chunks follow the parity member round-robin.
 #[derive(Debug, Clone, Copy)]
@@ -308,7 +303,7 @@ struct PendingStripe {
 /// (`Member::device` indexes this list), which works the same for
 /// `Box<dyn Device>` targets (`boxed.as_mut()`) and for plain values.
 ///
-/// Raid1 writes go to every member; reads come from the first. Raid5 writes
+/// Mirrored writes go to every member; reads come from the first. Raid5 writes
 /// are gathered per stripe: a stripe that is written completely (sequential
 /// streaming) is written with its parity without reading anything; a stripe
 /// left partly written is completed by reading the missing data bytes of
@@ -420,7 +415,7 @@ impl<'a> VolumeWriter<'a> {
             let piece = locate(self.layout, &self.members, offset).ok_or_else(past_end)?;
             let take = piece.run.min((buf.len() - done) as u64) as usize;
             let part = &buf[done..done + take];
-            if self.layout == Layout::Raid1 {
+            if self.layout == Layout::Mirrored {
                 for member in 0..self.members.len() {
                     self.member_write(member, piece.member_offset, part)?;
                 }
@@ -593,8 +588,8 @@ fn validate(
         });
     }
     if let Some(chunk) = layout.chunk() {
-        // md wants a power-of-two chunk of at least a page; a power of two
-        // also keeps the buffer maths exact.
+        // A power-of-two chunk of at least a page, as Windows writes them;
+        // a power of two also keeps the buffer maths exact.
         if chunk < MIN_CHUNK || !chunk.is_power_of_two() || usize::try_from(chunk).is_err() {
             return Err(VolumeError::BadChunk { chunk });
         }
@@ -664,7 +659,7 @@ impl Write for VolumeWriter<'_> {
                 take = take.min(left_in_stripe.try_into().unwrap_or(usize::MAX));
                 self.write_raid5(&buf[..take], chunk)?;
             }
-            Layout::Linear | Layout::Raid0 { .. } | Layout::Raid1 => {
+            Layout::Spanned | Layout::Striped { .. } | Layout::Mirrored => {
                 self.write_direct(&buf[..take])?
             }
         }
