@@ -71,9 +71,9 @@ fn restore_plan(dir: &Path) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: big\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: big\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: sys, path: big.img, format: raw, size: 48MiB, sha256: {} }} ] }}\n\
-disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x0badcafe\", size: 96MiB, partitions: [ {{ id: sys, size: 64MiB, type: ntfs, content: {{ image: sys }} }} ] }} ]\n\
+disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x0badcafe\", size: 96MiB, partitions: [ {{ id: sys, size: 64MiB, type: ntfs, bootable: true, content: {{ image: sys }} }} ] }} ]\n\
 stages:\n\
 \x20\x20- {{ id: sm, kind: safe-mode, success: {{ run: [sh, -c, 'sfdisk -d \"$PROBE_IMG\" >/dev/null 2>&1'] }} }}\n\
 \x20\x20- {{ id: asr, kind: asr }}\n",
@@ -365,7 +365,7 @@ fn no_disk_plan(dir: &Path, name: &str, stages: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: {name}\nsystem: {{ os: windows-xp, build: rtm+sp2, language: en }}\nmedia: {{ build: sp2-slipstream }}\nstages:\n{stages}"
+            "version: 1\nname: {name}\nsystem: {{ os: windows-xp, build: rtm+sp2, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\nstages:\n{stages}"
         ),
     )
     .unwrap();
@@ -461,9 +461,9 @@ fn a_recovery_with_non_critical_failures_says_so_and_strict_exits_5() {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: partial\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: partial\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: good, path: good.img, format: raw, size: 1MiB, sha256: {good_sha} }}\n    - {{ id: bad, path: bad.img, format: raw, size: 1MiB, sha256: {good_sha} }}\n\
-disks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: good }} }} ] }}\n\
+disks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, bootable: true, content: {{ image: good }} }} ] }}\n\
 \x20\x20- {{ id: d1, table: mbr, signature: \"0x22222222\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: bad }} }} ] }}\n\
 stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n"
         ),
@@ -520,7 +520,7 @@ fn preflight_plan(dir: &Path) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: pre\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: pre\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: a, path: a.img, format: raw, size: 1MiB, sha256: {} }} ] }}\n\
 disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 32MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }}, {{ id: f, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }} ]\n\
 stages: [ {{ id: asr, kind: asr }} ]\n",
@@ -591,7 +591,7 @@ fn artifact_plan(dir: &Path, path: &str, format: &str, size: &str, sha256: &str)
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: art\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: art\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: backup, artifacts: [ {{ id: a, path: \"{path}\", format: {format}, size: {size}, sha256: {sha256} }} ] }}\n\
 disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }} ] }} ]\n\
 stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n"
@@ -859,7 +859,7 @@ fn two_thousand_fat_files_install_in_one_pass() {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: many\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: many\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: f, path: f.txt, format: file, size: 13, sha256: {} }} ] }}\n\
 disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x05060708\"\n    size: 128MiB\n    partitions:\n      - id: boot\n        size: 64MiB\n        type: fat32\n        content:\n          format: {{ fs: fat32, label: BOOT }}\n          files:\n{files}\
 stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// A small valid plan; `disks` and `stages` are YAML blocks at column 0.
 fn plan(disks: &str, stages: &str) -> String {
     format!(
-        "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\n\
+        "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\n\
          media: {{ build: sp2-slipstream }}\n{disks}{stages}"
     )
 }
@@ -27,7 +27,7 @@ const ONE_DISK: &str = "disks:
     signature: \"0x1a2b3c4d\"
     size: 1GiB
     partitions:
-      - { id: boot, size: 64MiB, type: fat32, content: { format: { fs: fat32, label: BOOT } } }
+      - { id: boot, size: 64MiB, type: fat32, bootable: true, content: { format: { fs: fat32, label: BOOT } } }
 ";
 
 const LADDER: &str = "stages:
@@ -422,7 +422,7 @@ fn the_smallest_fat_check_accepts_is_one_apply_makes() {
     let dir = tempfile::tempdir().unwrap();
     let disk = |fs: &str, ss: u32, size: &str| {
         format!(
-            "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\n\
+            "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\n\
              media: {{ build: sp2-slipstream }}\n\
              disks:\n  - {{ id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", sector_size: {ss}, size: 1GiB,\n      \
              partitions: [ {{ id: p, size: {size}, type: {fs}, content: {{ format: {{ fs: {fs} }} }} }} ] }}\n\

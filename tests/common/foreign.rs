@@ -246,7 +246,7 @@ pub fn plan(dir: &Path) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "version: 1\nname: blank-test\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
+            "version: 1\nname: blank-test\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: sys, path: sys.img, format: raw, size: 1MiB, sha256: {sys} }} ] }}\n\
 disks:\n\x20\x20- {{ id: d0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", size: 64MiB, partitions: [ {{ id: sys, size: 8MiB, type: ntfs, bootable: true, content: {{ image: sys }} }}, {{ id: data, size: rest, type: linux, content: {{ format: {{ fs: ext4, label: DATA }} }} }} ] }}\n\
 stages:\n\x20\x20- {{ id: lkg, kind: last-known-good, actions: [ {{ run: [/bin/false] }} ] }}\n\x20\x20- {{ id: asr, kind: asr }}\n"
