@@ -642,3 +642,69 @@ fn a_forced_apply_killed_midway_resumes_without_force_to_the_same_bytes() {
         std::fs::remove_file(&img).unwrap();
     }
 }
+
+#[test]
+fn dynamic_disks_are_seen_as_dynamic_before_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dyn.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: dyn\nsystem: { os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }\nmedia: { build: sp2-slipstream }\n\
+disks:\n\
+\x20\x20- { id: d0, critical: true, table: mbr, signature: \"0x0000d000\", size: 16MiB, partitions: [ { id: sys, size: rest, type: fat16, bootable: true, content: { format: { fs: fat16, label: SYS } } } ] }\n\
+\x20\x20- { id: d1, table: mbr, signature: \"0x0000d001\", size: 32MiB, partitions: [ { id: a, size: 16MiB, type: ldm } ] }\n\
+\x20\x20- { id: d2, table: mbr, signature: \"0x0000d002\", size: 32MiB, partitions: [ { id: b, size: 16MiB, type: ldm } ] }\n\
+volumes:\n\
+\x20\x20- { id: pool, layout: spanned, members: [d1/a, d2/b], content: { format: { fs: fat16, label: POOL } } }\n\
+stages:\n\x20\x20- { id: asr, kind: asr }\n",
+    )
+    .unwrap();
+    let imgs = [
+        image(dir.path(), "d0.img", 16 * MIB),
+        image(dir.path(), "d1.img", 32 * MIB),
+        image(dir.path(), "d2.img", 32 * MIB),
+    ];
+    let targets: Vec<String> = ["d0", "d1", "d2"]
+        .iter()
+        .zip(&imgs)
+        .flat_map(|(d, i)| ["--target".to_string(), format!("{d}={}", i.display())])
+        .collect();
+    let dry = Rplan::new()
+        .args(["dry-run", p.to_str().unwrap()])
+        .args(&targets)
+        .run()
+        .code(0);
+    assert!(
+        dry.stdout
+            .contains("+ dynamic      LDM: a (member of volume `pool`: format fat16 `POOL`)"),
+        "{}",
+        dry.stdout
+    );
+    Rplan::new()
+        .args(["apply", p.to_str().unwrap(), "--yes"])
+        .args(&targets)
+        .args(["--journal", dir.path().join("j").to_str().unwrap()])
+        .run()
+        .code(0);
+    // What ldmtool reads as a dynamic disk, inspection reports as one.
+    let scan = tool(
+        "ldmtool",
+        &["scan", imgs[1].to_str().unwrap(), imgs[2].to_str().unwrap()],
+    );
+    assert!(scan.contains('-'), "ldmtool found no disk group: {scan}");
+    let found = inspect_json(&imgs[1]);
+    assert_eq!(found["signatures"][0]["kind"], "ldm", "{found}");
+    assert_eq!(found["partitions"][0]["type"], "0x42", "{found}");
+    // The plan's own dynamic disk: a second dry-run keeps everything.
+    let again = Rplan::new()
+        .args(["dry-run", p.to_str().unwrap()])
+        .args(&targets)
+        .run()
+        .code(0);
+    assert!(!again.stdout.contains("will destroy"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("= dynamic      LDM: a"),
+        "{}",
+        again.stdout
+    );
+}

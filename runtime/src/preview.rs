@@ -123,18 +123,11 @@ pub fn preview(
     };
     let untouched = matches!(reach, Reach::Untouched);
     let rewrite_table = !table_matched && !untouched;
-    let planned: Vec<(&CPartition, u64, u64)> = disk
-        .partitions
-        .iter()
-        .map(|p| {
-            let (s, l) = layout::extent(disk, p, len);
-            (p, s, l)
-        })
-        .collect();
+    let planned = planned(plan, disk, len);
     let same_place = |fp: &FoundPartition| {
         planned
             .iter()
-            .find(|(p, s, l)| *s == fp.start && *l == fp.size && type_matches(p, &fp.r#type))
+            .find(|p| p.start == fp.start && p.size == fp.size && p.r#type == fp.r#type)
     };
 
     let mut before = Vec::new();
@@ -199,8 +192,8 @@ pub fn preview(
         };
         let replaced_by: Vec<String> = planned
             .iter()
-            .filter(|(_, s, l)| *s < fp.start.saturating_add(fp.size) && fp.start < s + l)
-            .map(|(p, ..)| p.id.clone())
+            .filter(|p| p.start < fp.start.saturating_add(fp.size) && fp.start < p.start + p.size)
+            .map(|p| p.id.clone())
             .filter(|_| change != "=")
             .collect();
         if change != "=" {
@@ -260,12 +253,12 @@ pub fn preview(
             r#type: kind,
             content: None,
         });
-        for (p, s, l) in &planned {
+        for p in &planned {
             let existed = found
                 .partitions
                 .iter()
-                .any(|fp| same_place(fp).is_some_and(|(q, ..)| q.id == p.id));
-            let change = match (existed, touched(*s, *l)) {
+                .any(|fp| same_place(fp).is_some_and(|q| q.id == p.id));
+            let change = match (existed, touched(p.start, p.size)) {
                 (true, false) => "=",
                 (true, true) => "~",
                 (false, _) => "+",
@@ -274,14 +267,10 @@ pub fn preview(
                 change: change.into(),
                 what: "partition".into(),
                 id: p.id.clone(),
-                start: *s,
-                size: *l,
-                r#type: p
-                    .mbr_type
-                    .map(|t| format!("0x{t:02x}"))
-                    .or_else(|| p.type_guid.map(|g| g.to_string()))
-                    .unwrap_or_default(),
-                content: p.content.as_ref().map(|c| describe_content(plan, c)),
+                start: p.start,
+                size: p.size,
+                r#type: p.r#type.clone(),
+                content: p.content.clone(),
             });
         }
     }
@@ -295,12 +284,70 @@ pub fn preview(
     }
 }
 
-fn type_matches(p: &CPartition, found: &str) -> bool {
-    match (p.mbr_type, p.type_guid) {
-        (Some(t), _) => found == format!("0x{t:02x}"),
-        (None, Some(g)) => found.eq_ignore_ascii_case(&g.to_string()),
-        (None, None) => false,
+/// A partition of the table the plan writes, on the real target.
+struct Planned {
+    id: String,
+    start: u64,
+    size: u64,
+    /// As inspection reports types: `0x07`, or the GPT type GUID.
+    r#type: String,
+    content: Option<String>,
+}
+
+/// The table entries the plan writes. A dynamic disk's MBR has one 0x42
+/// partition over the whole disk; the plan's partitions on it are LDM
+/// partitions inside it, each a piece of a volume.
+fn planned(plan: &CompiledPlan, disk: &CDisk, len: u64) -> Vec<Planned> {
+    let member = |p: &CPartition| {
+        let v = p.volume.as_deref()?;
+        let content = plan
+            .volume(v)
+            .and_then(|v| v.content.as_ref())
+            .map(|c| format!(": {}", describe_content(plan, c)))
+            .unwrap_or_default();
+        Some(format!("member of volume `{v}`{content}"))
+    };
+    if crate::ldm::is_dynamic(disk) {
+        let spec = layout::table_spec(disk, len);
+        let ss = u64::from(disk.sector_size);
+        let pieces: Vec<String> = disk
+            .partitions
+            .iter()
+            .map(|p| format!("{} ({})", p.id, member(p).unwrap_or_default()))
+            .collect();
+        return spec
+            .partitions
+            .iter()
+            .map(|e| Planned {
+                id: "dynamic".to_string(),
+                start: e.start_lba.saturating_mul(ss),
+                size: e.size_lba.saturating_mul(ss),
+                r#type: format!("0x{:02x}", e.mbr_type),
+                content: Some(format!("LDM: {}", pieces.join(", "))),
+            })
+            .collect();
     }
+    disk.partitions
+        .iter()
+        .map(|p| {
+            let (start, size) = layout::extent(disk, p, len);
+            Planned {
+                id: p.id.clone(),
+                start,
+                size,
+                r#type: p
+                    .mbr_type
+                    .map(|t| format!("0x{t:02x}"))
+                    .or_else(|| p.type_guid.map(|g| g.to_string()))
+                    .unwrap_or_default(),
+                content: p
+                    .content
+                    .as_ref()
+                    .map(|c| describe_content(plan, c))
+                    .or_else(|| member(p)),
+            }
+        })
+        .collect()
 }
 
 /// `restore system-image (16 MiB)`, `format ntfs `DATA``, `format fat32 + 2 files`.
