@@ -172,6 +172,15 @@ fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
     }
 }
 
+/// `rplan apply PLAN --yes --target d0=IMG --journal J EXTRA…`.
+fn apply(plan: &Path, img: &Path, journal: &Path, extra: &[&str]) -> Rplan {
+    Rplan::new()
+        .args(["apply", plan.to_str().unwrap(), "--yes", "--target"])
+        .arg(target(img))
+        .args(["--journal", journal.to_str().unwrap()])
+        .args(extra)
+}
+
 fn target(img: &Path) -> String {
     format!("d0={}", img.display())
 }
@@ -202,12 +211,7 @@ fn a_disk_that_is_not_blank_is_refused_and_left_untouched() {
         }
         let img = foreign::make(dir.path(), kind);
         let before = sha(&img);
-        let run = Rplan::new()
-            .args(["apply", plan.to_str().unwrap(), "--yes", "--target"])
-            .arg(target(&img))
-            .args(["--journal", journal.to_str().unwrap()])
-            .run()
-            .code(4);
+        let run = apply(&plan, &img, &journal, &[]).run().code(4);
         assert!(
             run.stderr.contains("RP0703") || run.stderr.contains("RP0720"),
             "{kind}: {}",
@@ -246,18 +250,7 @@ fn a_forced_apply_leaves_only_the_plan_on_the_disk() {
     for kind in KINDS {
         let img = foreign::make(dir.path(), kind);
         let journal = dir.path().join(format!("journal-{kind}"));
-        Rplan::new()
-            .args([
-                "apply",
-                plan.to_str().unwrap(),
-                "--yes",
-                "--force",
-                "--target",
-            ])
-            .arg(target(&img))
-            .args(["--journal", journal.to_str().unwrap()])
-            .run()
-            .code(0);
+        apply(&plan, &img, &journal, &["--force"]).run().code(0);
         // wipefs sees the plan's MBR and nothing of the old disk.
         assert_eq!(
             wipefs(&img),
@@ -292,10 +285,7 @@ fn dry_run_shows_before_and_after() {
     let dir = tempfile::tempdir().unwrap();
     let plan = foreign::plan(dir.path());
     let matching = image(dir.path(), "matching.img", 64 * MIB);
-    Rplan::new()
-        .args(["apply", plan.to_str().unwrap(), "--yes", "--target"])
-        .arg(target(&matching))
-        .args(["--journal", dir.path().join("j").to_str().unwrap()])
+    apply(&plan, &matching, &dir.path().join("j"), &[])
         .run()
         .code(0);
     let cases = [
@@ -441,12 +431,7 @@ fn a_target_is_never_one_of_the_plans_own_files() {
     let journal = dir.path().join("journal");
     // A finished apply leaves its journal behind.
     let good = image(dir.path(), "good.img", 64 * MIB);
-    Rplan::new()
-        .args(["apply", plan.to_str().unwrap(), "--yes", "--target"])
-        .arg(target(&good))
-        .args(["--journal", journal.to_str().unwrap()])
-        .run()
-        .code(0);
+    apply(&plan, &good, &journal, &[]).run().code(0);
     let journal_file = std::fs::read_dir(&journal)
         .unwrap()
         .next()
@@ -594,16 +579,7 @@ fn a_forced_apply_killed_midway_resumes_without_force_to_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let plan = foreign::plan(dir.path());
     let reference = foreign::make(dir.path(), "foreign-dos");
-    Rplan::new()
-        .args([
-            "apply",
-            plan.to_str().unwrap(),
-            "--yes",
-            "--force",
-            "--target",
-        ])
-        .arg(target(&reference))
-        .args(["--journal", dir.path().join("jref").to_str().unwrap()])
+    apply(&plan, &reference, &dir.path().join("jref"), &["--force"])
         .run()
         .code(0);
     let want = sha(&reference);
@@ -613,30 +589,11 @@ fn a_forced_apply_killed_midway_resumes_without_force_to_the_same_bytes() {
     for crash in ["asr/d0/clear:1", "asr/d0/clear:2", "asr/d0/table:1"] {
         let img = foreign::make(dir.path(), "foreign-dos");
         let journal = dir.path().join(format!("j-{}", crash.replace('/', "_")));
-        let crashed = Rplan::new()
-            .args([
-                "apply",
-                plan.to_str().unwrap(),
-                "--yes",
-                "--force",
-                "--target",
-            ])
-            .arg(target(&img))
-            .args(["--journal", journal.to_str().unwrap()])
+        let crashed = apply(&plan, &img, &journal, &["--force"])
             .env("RPLAN_CRASH_AT", crash)
             .run();
         assert_ne!(crashed.code, 0, "{crash}: the run was not interrupted");
-        let run = Rplan::new()
-            .args([
-                "apply",
-                plan.to_str().unwrap(),
-                "--yes",
-                "--resume",
-                "--target",
-            ])
-            .arg(target(&img))
-            .args(["--journal", journal.to_str().unwrap()])
-            .run();
+        let run = apply(&plan, &img, &journal, &["--resume"]).run();
         assert_eq!(run.code, 0, "{crash}: {}", run.stderr);
         assert_eq!(sha(&img), want, "{crash}: the resumed image differs");
         std::fs::remove_file(&img).unwrap();
