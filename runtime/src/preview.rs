@@ -130,18 +130,24 @@ pub fn preview(
             .find(|p| p.start == fp.start && p.size == fp.size && p.r#type == fp.r#type)
     };
 
+    let spec = layout::table_spec(disk, len);
     let mut before = Vec::new();
     let mut destroyed = Vec::new();
     if let Some(t) = &found.table {
-        let change = if rewrite_table {
-            if t.raw == Some(layout::table_spec(disk, len).kind) {
-                "~"
-            } else {
-                "-"
-            }
-        } else {
-            "="
+        // Rewriting the disk's own table changes it; any other is gone.
+        let change = match (rewrite_table, t.raw == Some(spec.kind)) {
+            (false, _) => "=",
+            (true, true) => "~",
+            (true, false) => "-",
         };
+        if change == "-" {
+            destroyed.push(Destroyed {
+                what: format!("{} partition table {}", t.kind.to_uppercase(), t.id),
+                partition: None,
+                size: 0,
+                used: None,
+            });
+        }
         before.push(BeforeItem {
             change: change.into(),
             what: "table".into(),
@@ -192,7 +198,10 @@ pub fn preview(
         };
         let replaced_by: Vec<String> = planned
             .iter()
-            .filter(|p| p.start < fp.start.saturating_add(fp.size) && fp.start < p.start + p.size)
+            .filter(|p| {
+                p.start < fp.start.saturating_add(fp.size)
+                    && fp.start < p.start.saturating_add(p.size)
+            })
             .map(|p| p.id.clone())
             .filter(|_| change != "=")
             .collect();
@@ -221,25 +230,8 @@ pub fn preview(
             replaced_by,
         });
     }
-    if found.table.is_some() && rewrite_table {
-        if let Some(t) = &found.table {
-            if t.raw != Some(layout::table_spec(disk, len).kind) {
-                destroyed.insert(
-                    0,
-                    Destroyed {
-                        what: format!("{} partition table {}", t.kind.to_uppercase(), t.id),
-                        partition: None,
-                        size: 0,
-                        used: None,
-                    },
-                );
-            }
-        }
-    }
-
     let mut after = Vec::new();
     if !untouched {
-        let spec = layout::table_spec(disk, len);
         let kind = match spec.kind {
             crate::table::TableKind::Mbr { signature } => format!("MBR 0x{signature:08x}"),
             crate::table::TableKind::Gpt { disk_guid } => format!("GPT {disk_guid}"),
