@@ -196,6 +196,7 @@ fn named(kind: &str) -> &'static [&'static str] {
         "whole-xfs" => &["xfs `XFSDISK` on the whole disk"],
         "whole-btrfs" => &["btrfs `BTRDISK` on the whole disk"],
         "iso9660" => &["iso9660 `ISODISK` on the whole disk"],
+        "lvm-pv" => &["LVM2_member on the whole disk"],
         _ => &[],
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The kinds of non-blank disk the tests use.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "foreign-dos",
     "whole-ext4",
     "swap",
@@ -20,6 +20,7 @@ pub const KINDS: [&str; 9] = [
     "whole-xfs",
     "whole-btrfs",
     "iso9660",
+    "lvm-pv",
 ];
 
 pub fn run(program: &str, args: &[&str]) {
@@ -229,6 +230,30 @@ pub fn make(dir: &Path, kind: &str) -> PathBuf {
             use std::os::unix::fs::FileExt;
             let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
             f.write_all_at(&data, 0).unwrap();
+        }
+        // An LVM physical volume on the bare disk. pvcreate wants a block
+        // device: a loop device over the image, without udev.
+        "lvm-pv" => {
+            let dev = tool("losetup", &["-f", "--show", p]).trim().to_string();
+            let out = Command::new("pvcreate")
+                .args([
+                    "-q",
+                    "--config",
+                    "devices { obtain_device_list_from_udev=0 } activation { udev_sync=0 udev_rules=0 }",
+                    "--norestorefile",
+                    "-u",
+                    "3Lxrfw-n2H8-IMEB-zVG8-QN4f-J6VH-HlyErE",
+                    &dev,
+                ])
+                .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+                .output();
+            tool("losetup", &["-d", &dev]);
+            let out = out.unwrap();
+            assert!(
+                out.status.success(),
+                "pvcreate: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         other => panic!("unknown kind {other}"),
     }
