@@ -73,7 +73,7 @@ fn inspection_agrees_with_blkid_sfdisk_sgdisk_and_wipefs() {
 /// dumpe2fs and ntfsinfo count.
 fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
     let found = inspect_json(img);
-    let whole = blkid(&img, 0);
+    let whole = blkid(img, 0);
     let table = &found["table"];
     match kind {
         "foreign-dos" | "own-signature-other-partitions" | "applied" => {
@@ -100,13 +100,13 @@ fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
                     )
                 })
                 .collect();
-            assert_eq!(ours, sfdisk_parts(&img), "{kind}: partitions");
+            assert_eq!(ours, sfdisk_parts(img), "{kind}: partitions");
         }
         "gpt-wiped-lba0" => {
             // blkid -p gives up without a protective MBR; wipefs and
             // sgdisk still find the GPT, and so does rplan.
             assert!(whole.is_empty(), "{whole:?}");
-            let sigs = wipefs(&img);
+            let sigs = wipefs(img);
             assert!(
                 sigs.contains(&("0x200".to_string(), "gpt".to_string())),
                 "{sigs:?}"
@@ -132,7 +132,7 @@ fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
     }
     for p in found["partitions"].as_array().unwrap() {
         let at = p["start"].as_u64().unwrap();
-        let blk = blkid(&img, at);
+        let blk = blkid(img, at);
         agrees(&format!("{kind} partition at {at}"), &blk, &p["content"]);
         let kind_of = p["content"]["kind"].as_str().unwrap_or_default();
         if !matches!(kind_of, "ext4" | "ntfs") {
@@ -140,7 +140,7 @@ fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
         }
         // Used space as the filesystem's own tools count it.
         let part = dir.join("part.fs");
-        let data = std::fs::read(&img).unwrap();
+        let data = std::fs::read(img).unwrap();
         let len = p["size"].as_u64().unwrap() as usize;
         std::fs::write(&part, &data[at as usize..at as usize + len]).unwrap();
         let (header, size, total, free) = if kind_of == "ext4" {
@@ -491,7 +491,7 @@ fn the_same_disk_given_twice_is_refused_as_such() {
         &p,
         "version: 1\nname: two\nsystem: { os: windows-xp, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\n\
 disks:\n\
-\x20\x20- { id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 16MiB, partitions: [ { id: a, size: rest, type: linux } ] }\n\
+\x20\x20- { id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 16MiB, partitions: [ { id: a, size: rest, type: linux, bootable: true } ] }\n\
 \x20\x20- { id: d1, critical: false, table: mbr, signature: \"0x22222222\", size: 16MiB, partitions: [ { id: b, size: rest, type: linux } ] }\n\
 stages:\n\x20\x20- { id: asr, kind: asr }\n",
     )
