@@ -382,6 +382,12 @@ fn nothing_outside_declared_ranges_is_written() {
         } else {
             ""
         };
+        // The MBR system disk's active partition (RP0341).
+        let boot = if table == "mbr" {
+            "bootable: true, "
+        } else {
+            ""
+        };
         let ident = if table == "mbr" {
             "signature: \"0x0badcafe\""
         } else {
@@ -391,7 +397,7 @@ fn nothing_outside_declared_ranges_is_written() {
             "version: 1\nname: ranges-{table}\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: sys, path: sys.img, format: raw, size: {size}, sha256: {sys_sha} }}\n    - {{ id: note, path: note.txt, format: file, sha256: {note_sha} }}\n\
 disks:\n  - id: d0\n    critical: true\n    table: {table}\n    {ident}\n    size: 96MiB\n    partitions:\n\
-\x20\x20\x20\x20\x20\x20- {{ id: sys, start: 2MiB, size: 8MiB, type: ntfs, content: {{ image: sys }} }}\n\
+\x20\x20\x20\x20\x20\x20- {{ id: sys, start: 2MiB, size: 8MiB, type: ntfs, {boot}content: {{ image: sys }} }}\n\
 \x20\x20\x20\x20\x20\x20- {{ id: boot, start: 14MiB, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16, label: BOOT }}, files: [ {{ artifact: note, to: /notes/note.txt }} ] }} }}\n\
 \x20\x20\x20\x20\x20\x20- {{ id: data, start: 40MiB, size: 20MiB, type: ext4, {logical}content: {{ format: {{ fs: ext4, label: data }} }} }}\n\
 \x20\x20\x20\x20\x20\x20- {{ id: empty, start: 64MiB, size: 8MiB, type: linux{lg} }}\n\
@@ -501,7 +507,7 @@ fn small_plan(dir: &Path, stages: &str) -> PathBuf {
         &p,
         format!(
             "version: 1\nname: small\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
-disks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x12345678\", size: 32MiB, partitions: [ {{ id: p, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }}\n\
+disks:\n  - {{ id: d0, critical: true, table: mbr, signature: \"0x12345678\", size: 32MiB, partitions: [ {{ id: p, size: 16MiB, type: fat16, bootable: true, content: {{ format: {{ fs: fat16 }} }} }} ] }}\n\
 stages:\n{stages}"
         ),
     )
@@ -569,7 +575,7 @@ fn a_failing_non_critical_disk_is_reported_and_the_rest_goes_on() {
         format!(
             "version: 1\nname: partial\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: good, path: good.img, format: raw, size: 1MiB, sha256: {} }}\n    - {{ id: bad, path: bad.img, format: raw, size: 1MiB, sha256: {} }}\n\
-disks:\n  - {{ id: d0, critical: true, table: mbr, size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: good }} }} ] }}\n\
+disks:\n  - {{ id: d0, critical: true, table: mbr, size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, bootable: true, content: {{ image: good }} }} ] }}\n\
 \x20\x20- {{ id: d1, table: mbr, size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: bad }} }} ] }}\n\
 stages: [ {{ id: asr, kind: asr }} ]\n",
             sha(&dir.path().join("good.img")),
@@ -711,7 +717,7 @@ fn a_stale_compiled_plan_is_refused() {
         format!(
             "version: 1\nname: stale\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: a, path: a.img, format: raw, size: 1MiB, sha256: {} }} ] }}\n\
-disks: [ {{ id: d0, critical: true, table: mbr, size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }} ] }} ]\n\
+disks: [ {{ id: d0, critical: true, table: mbr, size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, bootable: true, content: {{ image: a }} }} ] }} ]\n\
 stages: [ {{ id: asr, kind: asr }} ]\n",
             sha(&dir.path().join("a.img"))
         ),

@@ -477,7 +477,7 @@ fn the_same_disk_given_twice_is_refused_as_such() {
         &p,
         "version: 1\nname: two\nsystem: { os: windows-xp, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\n\
 disks:\n\
-\x20\x20- { id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 16MiB, partitions: [ { id: a, size: rest, type: linux } ] }\n\
+\x20\x20- { id: d0, critical: true, table: mbr, signature: \"0x11111111\", size: 16MiB, partitions: [ { id: a, size: rest, type: linux, bootable: true } ] }\n\
 \x20\x20- { id: d1, critical: false, table: mbr, signature: \"0x22222222\", size: 16MiB, partitions: [ { id: b, size: rest, type: linux } ] }\n\
 stages:\n\x20\x20- { id: asr, kind: asr }\n",
     )

@@ -172,3 +172,95 @@ fn boot_code_must_be_a_file_artifact_of_440_to_512_bytes() {
         run.stdout
     );
 }
+
+fn check(plan: &Path, extra: &[&str]) -> Run {
+    Rplan::new()
+        .args(["check", "--no-artifacts"])
+        .args(extra)
+        .arg(plan.to_str().unwrap())
+        .run()
+}
+
+fn write_plan(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_system_disk_without_an_active_partition_is_an_error_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), "");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(", bootable: true"));
+    std::fs::write(&p, text.replace(", bootable: true", "")).unwrap();
+    // An error (not a warning) at the system disk's `partitions`: exit 1.
+    let run = check(&p, &["--format", "json"]).code(1);
+    let json = run.json();
+    let boot: Vec<_> = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "RP0341")
+        .collect();
+    assert_eq!(boot.len(), 1, "{}", run.stdout);
+    assert_eq!(boot[0]["severity"], "error", "{}", run.stdout);
+    assert_eq!(boot[0]["pointer"], "/disks/0/partitions", "{}", run.stdout);
+    assert_eq!(
+        (boot[0]["line"].as_i64(), boot[0]["column"].as_i64()),
+        (Some(12), Some(7)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        boot[0]["help"]
+            .as_str()
+            .unwrap()
+            .contains("mark Windows' system partition `bootable: true`"),
+        "{}",
+        run.stdout
+    );
+    // The people's rendering says the same, and exits 1 too.
+    let run = check(&p, &[]).code(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("RP0341") && out.contains("no partition is active"),
+        "{out}"
+    );
+    // And it is not compiled.
+    Rplan::new()
+        .args(["compile", "--no-artifacts", p.to_str().unwrap(), "-o", "-"])
+        .run()
+        .code(1);
+}
+
+/// A plan with no basic MBR disk has no system disk for RP0341 to check.
+#[test]
+fn plans_of_dynamic_or_gpt_data_disks_alone_need_no_active_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only dynamic disks (LDM members of a spanned volume), critical ones.
+    let dynamic = write_plan(
+        dir.path(),
+        "version: 1\nname: dyn\nsystem: { os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\ndisks:\n  - { id: d1, critical: true, table: mbr, signature: \"0x1\", size: 512MiB,\n      partitions: [ { id: m, size: 256MiB, type: ldm } ] }\n  - { id: d2, critical: true, table: mbr, signature: \"0x2\", size: 512MiB,\n      partitions: [ { id: m, size: 256MiB, type: ldm } ] }\nvolumes:\n  - { id: v, layout: spanned, members: [d1/m, d2/m], critical: true, content: { format: { fs: ntfs, label: DATA } } }\nstages:\n  - { id: asr, kind: asr }\n",
+    );
+    let run = check(&dynamic, &[]).code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(!out.contains("RP0341"), "{out}");
+    // Only GPT data disks (XP x64 sees them).
+    let gpt = write_plan(
+        dir.path(),
+        "version: 1\nname: gpt\nsystem: { os: windows-xp, edition: professional, arch: x64, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\ndisks:\n  - { id: g, critical: false, table: gpt, guid: 7c2a8e4f-6b1d-4c3e-9f5a-2d8e7f0a1b3c, size: 1GiB,\n      partitions: [ { id: d, size: 512MiB, type: ntfs } ] }\nstages:\n  - { id: safe-mode, kind: safe-mode, actions: [ { run: [/bin/true] } ] }\n",
+    );
+    let run = check(&gpt, &[]).code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(!out.contains("RP0341"), "{out}");
+    // A non-critical basic MBR data disk next to them is no system disk either.
+    let text = std::fs::read_to_string(&gpt).unwrap().replace(
+        "stages:",
+        "  - { id: m, critical: false, table: mbr, signature: \"0x3\", size: 1GiB,\n      partitions: [ { id: d, size: 512MiB, type: ntfs } ] }\nstages:",
+    );
+    std::fs::write(&gpt, text).unwrap();
+    let run = check(&gpt, &[]).code(0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(!out.contains("RP0341"), "{out}");
+}

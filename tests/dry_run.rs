@@ -16,7 +16,7 @@ fn plan(dir: &Path) -> PathBuf {
         format!(
             "version: 1\nname: sim\nsystem: {{ os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: sys, path: sys.img, format: raw, size: 3MiB, sha256: {sys} }} ] }}\n\
-disks:\n\x20\x20- {{ id: d0, critical: true, table: mbr, signature: \"0x5117d00d\", size: 64MiB, partitions: [ {{ id: sys, size: 8MiB, type: ntfs, content: {{ image: sys }} }}, {{ id: data, size: rest, type: ext4, content: {{ format: {{ fs: ext4 }} }} }} ] }}\n\
+disks:\n\x20\x20- {{ id: d0, critical: true, table: mbr, signature: \"0x5117d00d\", size: 64MiB, partitions: [ {{ id: sys, size: 8MiB, type: ntfs, bootable: true, content: {{ image: sys }} }}, {{ id: data, size: rest, type: ext4, content: {{ format: {{ fs: ext4 }} }} }} ] }}\n\
 stages:\n\x20\x20- {{ id: lkg, kind: last-known-good, actions: [ {{ run: [/bin/false] }} ] }}\n\x20\x20- {{ id: asr, kind: asr }}\n"
         ),
     )

@@ -522,7 +522,7 @@ fn preflight_plan(dir: &Path) -> PathBuf {
         format!(
             "version: 1\nname: pre\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: a, path: a.img, format: raw, size: 1MiB, sha256: {} }} ] }}\n\
-disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 32MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }}, {{ id: f, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }} ]\n\
+disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 32MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, bootable: true, content: {{ image: a }} }}, {{ id: f, size: 16MiB, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }} ]\n\
 stages: [ {{ id: asr, kind: asr }} ]\n",
             sha(&dir.join("a.img"))
         ),
@@ -593,7 +593,7 @@ fn artifact_plan(dir: &Path, path: &str, format: &str, size: &str, sha256: &str)
         format!(
             "version: 1\nname: art\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: backup, artifacts: [ {{ id: a, path: \"{path}\", format: {format}, size: {size}, sha256: {sha256} }} ] }}\n\
-disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, content: {{ image: a }} }} ] }} ]\n\
+disks: [ {{ id: d0, critical: true, table: mbr, signature: \"0x01020304\", size: 8MiB, partitions: [ {{ id: p, size: 4MiB, type: ntfs, bootable: true, content: {{ image: a }} }} ] }} ]\n\
 stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n"
         ),
     )
@@ -861,7 +861,7 @@ fn two_thousand_fat_files_install_in_one_pass() {
         format!(
             "version: 1\nname: many\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\nmedia: {{ build: sp2-slipstream }}\n\
 backup: {{ id: b, root: ., artifacts: [ {{ id: f, path: f.txt, format: file, size: 13, sha256: {} }} ] }}\n\
-disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x05060708\"\n    size: 128MiB\n    partitions:\n      - id: boot\n        size: 64MiB\n        type: fat32\n        content:\n          format: {{ fs: fat32, label: BOOT }}\n          files:\n{files}\
+disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x05060708\"\n    size: 128MiB\n    partitions:\n      - id: boot\n        size: 64MiB\n        type: fat32\n        bootable: true\n        content:\n          format: {{ fs: fat32, label: BOOT }}\n          files:\n{files}\
 stages: [ {{ id: sm, kind: safe-mode, actions: [ {{ run: [/bin/false] }} ] }}, {{ id: asr, kind: asr }} ]\n",
             sha(&dir.path().join("f.txt"))
         ),

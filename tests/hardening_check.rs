@@ -42,8 +42,23 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn check(path: &Path) -> (i32, Value) {
+    check_with(path, &[])
+}
+
+/// The platform layer that confines the XP facts away (tests/data): for
+/// the tests of FAT arithmetic on 4096-byte sectors, which XP itself
+/// refuses (RP0220, tests/platform.rs).
+fn no_platform() -> String {
+    root()
+        .join("tests/data/no-platform.yaml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn check_with(path: &Path, extra: &[&str]) -> (i32, Value) {
     let run = Rplan::new()
         .args(["check", "--format", "json"])
+        .args(extra)
         .arg(path.to_string_lossy())
         .run();
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
@@ -85,15 +100,16 @@ fn fat32_on_4096_byte_sectors_needs_its_minimum_cluster_count() {
     let disk = |size: &str| {
         format!(
             "disks:\n  - {{ id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", sector_size: 4096, size: 4GiB,\n      \
-             partitions: [ {{ id: boot, size: {size}, type: fat32, content: {{ format: {{ fs: fat32 }} }} }} ] }}\n"
+             partitions: [ {{ id: boot, size: {size}, type: fat32, bootable: true, content: {{ format: {{ fs: fat32 }} }} }} ] }}\n"
         )
     };
+    let rules = no_platform();
+    let rules = ["--rules", rules.as_str()];
     // 200 MiB of 4 KiB clusters is about 51 000 clusters: FAT16 to Windows.
-    let (code, json) = check(&write(
-        dir.path(),
-        "small.yaml",
-        &plan(&disk("200MiB"), LADDER),
-    ));
+    let (code, json) = check_with(
+        &write(dir.path(), "small.yaml", &plan(&disk("200MiB"), LADDER)),
+        &rules,
+    );
     assert_eq!(code, 1, "{json}");
     let d = &diags(&json)[0];
     assert_eq!(d["code"], "RP0321", "{json}");
@@ -112,21 +128,23 @@ fn fat32_on_4096_byte_sectors_needs_its_minimum_cluster_count() {
         ),
     ));
     assert_eq!((code, codes(&json)), (0, vec![]), "{json}");
-    let (code, json) = check(&write(
-        dir.path(),
-        "ok.yaml",
-        &plan(&disk("300MiB"), LADDER),
-    ));
+    let (code, json) = check_with(
+        &write(dir.path(), "ok.yaml", &plan(&disk("300MiB"), LADDER)),
+        &rules,
+    );
     assert_eq!((code, codes(&json)), (0, vec![]), "{json}");
 }
 
 #[test]
 fn fat16_sizes_follow_mkfs_fat() {
     let dir = tempfile::tempdir().unwrap();
+    // 4096-byte sectors are an XP platform error (RP0220); this is about FAT.
+    let rules = no_platform();
+    let rules = ["--rules", rules.as_str()];
     let disk = |size: &str, ss: u32| {
         format!(
             "disks:\n  - {{ id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", sector_size: {ss}, size: 4GiB,\n      \
-             partitions: [ {{ id: boot, size: {size}, type: fat16, content: {{ format: {{ fs: fat16 }} }} }} ] }}\n"
+             partitions: [ {{ id: boot, size: {size}, type: fat16, bootable: true, content: {{ format: {{ fs: fat16 }} }} }} ] }}\n"
         )
     };
     for (size, ss, ok) in [
@@ -135,7 +153,10 @@ fn fat16_sizes_follow_mkfs_fat() {
         ("32MiB", 4096, false),
         ("128MiB", 4096, true),
     ] {
-        let (code, json) = check(&write(dir.path(), "p.yaml", &plan(&disk(size, ss), LADDER)));
+        let (code, json) = check_with(
+            &write(dir.path(), "p.yaml", &plan(&disk(size, ss), LADDER)),
+            &rules,
+        );
         if ok {
             assert_eq!((code, codes(&json)), (0, vec![]), "{size} on {ss}: {json}");
         } else {
@@ -206,7 +227,7 @@ fn an_mbr_disk_over_2_tib_is_refused_at_check() {
     let dir = tempfile::tempdir().unwrap();
     // One sector more than MBR addresses, with a `rest` partition.
     let disks = "disks:\n  - { id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", size: 4294967297s,\n      \
-                 partitions: [ { id: data, size: rest, type: ntfs } ] }\n";
+                 partitions: [ { id: data, size: rest, type: ntfs, bootable: true } ] }\n";
     let (code, json) = check(&write(dir.path(), "p.yaml", &plan(disks, LADDER)));
     assert_eq!(
         (code, codes(&json)),
@@ -362,7 +383,7 @@ fn merge_keys_are_applied() {
     size: 1GiB
     partitions:
       - &part { id: a, size: 64MiB, type: ntfs }
-      - { <<: *part, id: b }
+      - { <<: *part, id: b, bootable: true }
       - <<: *part
         id: c
         size: 128MiB
@@ -371,7 +392,7 @@ fn merge_keys_are_applied() {
     );
     let (code, json) = check(&write(dir.path(), "merge.yaml", &text));
     assert_eq!((code, codes(&json)), (0, vec![]), "{json}");
-    let bad = text.replace("<<: *part, id: b", "<<: 5, id: b");
+    let bad = text.replace("<<: *part, id: b,", "<<: 5, id: b,");
     let (code, json) = check(&write(dir.path(), "bad.yaml", &bad));
     assert_eq!(code, 1);
     let d = &diags(&json)[0];
@@ -401,7 +422,7 @@ fn a_partition_past_the_end_is_reported_once() {
     signature: \"0x1a2b3c4d\"
     size: 1GiB
     partitions:
-      - { id: big, size: 2GiB, type: ntfs }
+      - { id: big, size: 2GiB, type: ntfs, bootable: true }
       - { id: next, size: 64MiB, type: fat32, content: { format: { fs: fat32 } } }
       - { id: last, size: rest, type: ntfs }
 ";
@@ -420,12 +441,15 @@ fn a_partition_past_the_end_is_reported_once() {
 #[test]
 fn the_smallest_fat_check_accepts_is_one_apply_makes() {
     let dir = tempfile::tempdir().unwrap();
+    // 4096-byte sectors are an XP platform error (RP0220); this is about FAT.
+    let rules = no_platform();
+    let rules = ["--rules", rules.as_str()];
     let disk = |fs: &str, ss: u32, size: &str| {
         format!(
             "version: 1\nname: pc07\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\n\
              media: {{ build: sp2-slipstream }}\n\
              disks:\n  - {{ id: disk0, critical: true, table: mbr, signature: \"0x1a2b3c4d\", sector_size: {ss}, size: 1GiB,\n      \
-             partitions: [ {{ id: p, size: {size}, type: {fs}, content: {{ format: {{ fs: {fs} }} }} }} ] }}\n\
+             partitions: [ {{ id: p, size: {size}, type: {fs}, bootable: true, content: {{ format: {{ fs: {fs} }} }} }} ] }}\n\
              stages:\n  - {{ id: asr, kind: asr }}\n"
         )
     };
@@ -435,7 +459,10 @@ fn the_smallest_fat_check_accepts_is_one_apply_makes() {
         ("fat32", 512),
         ("fat16", 512),
     ] {
-        let (code, json) = check(&write(dir.path(), "small.yaml", &disk(fs, ss, "2MiB")));
+        let (code, json) = check_with(
+            &write(dir.path(), "small.yaml", &disk(fs, ss, "2MiB")),
+            &rules,
+        );
         assert_eq!(code, 1, "{json}");
         let help = diags(&json)[0]["help"]
             .as_str()
@@ -447,7 +474,7 @@ fn the_smallest_fat_check_accepts_is_one_apply_makes() {
             .unwrap_or_else(|| panic!("{fs} on {ss}: no size in {help:?}"))
             .to_string();
         let plan = write(dir.path(), "fits.yaml", &disk(fs, ss, &size));
-        let (code, json) = check(&plan);
+        let (code, json) = check_with(&plan, &rules);
         assert_eq!(code, 0, "{fs} {size} on {ss}: {json}");
         let target = image(dir.path(), &format!("{fs}-{ss}.img"), 1 << 30);
         Rplan::new()
@@ -456,6 +483,7 @@ fn the_smallest_fat_check_accepts_is_one_apply_makes() {
             .arg(plan.to_string_lossy())
             .arg("--target")
             .arg(format!("disk0={}", target.display()))
+            .args(rules)
             .run()
             .code(0);
     }

@@ -386,6 +386,9 @@ fn fileserver_example_writes_a_disk_group_ldmtool_reads() {
         "--yes",
         "--journal",
         dir.path().join("j").to_str().unwrap(),
+        // The example's Safe Mode and Last Known Good stages have manual
+        // actions; no terminal answers them here (they fail, ASR runs).
+        "--skip-manual",
     ]);
     for (i, img) in imgs.iter().enumerate() {
         r = r.arg("--target").arg(format!("disk{i}={}", img.display()));

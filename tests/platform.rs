@@ -372,13 +372,18 @@ fn one_active_primary_partition_per_mbr_disk() {
         run.stdout
     );
     assert!(message(&run, "RP0341").contains("logical partition `sys/b` cannot be active"));
-    // None at all on the system disk: a warning.
+    // None at all on the system disk: an error at its `partitions`.
     let none = "  - { id: sys, critical: true, table: mbr, signature: \"0x1\", size: 1GiB,\n      partitions: [ { id: c, size: 512MiB, type: ntfs } ] }\n";
-    let run = check(&plan("professional", "x86", none, ""), &[]).code(0);
+    let run = check(&plan("professional", "x86", none, ""), &[]).code(1);
     let boot: Vec<_> = found(&run)
         .into_iter()
         .filter(|f| f.0 == "RP0341")
         .collect();
-    assert_eq!(boot.len(), 1, "{}", run.stdout);
-    assert_eq!(boot[0].3, "warning");
+    assert_eq!(
+        boot,
+        vec![("RP0341".into(), 12, 19, "error".into())],
+        "{}",
+        run.stdout
+    );
+    assert!(message(&run, "RP0341").contains("no partition is active"));
 }

@@ -21,6 +21,13 @@ fn plan_text(gpt: bool, disk_mib: u64, parts: &[Part], rest: bool) -> String {
         "disks:\n  - id: d0\n    critical: true\n    table: {}\n    size: {disk_mib}MiB\n    partitions:\n",
         if gpt { "gpt" } else { "mbr" }
     ));
+    // An MBR system disk needs its one active primary partition (RP0341):
+    // the first primary one, else the `rest` tail.
+    let active = if gpt {
+        None
+    } else {
+        parts.iter().position(|p| !p.logical)
+    };
     for (i, p) in parts.iter().enumerate() {
         s.push_str(&format!(
             "      - id: p{i}\n        type: linux\n        size: {}MiB\n",
@@ -32,9 +39,19 @@ fn plan_text(gpt: bool, disk_mib: u64, parts: &[Part], rest: bool) -> String {
         if p.logical && !gpt {
             s.push_str("        logical: true\n");
         }
+        if active == Some(i) {
+            s.push_str("        bootable: true\n");
+        }
     }
     if rest {
-        s.push_str("      - { id: tail, type: linux, size: rest }\n");
+        let bootable = if !gpt && active.is_none() {
+            ", bootable: true"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "      - {{ id: tail, type: linux, size: rest{bootable} }}\n"
+        ));
     }
     s.push_str("stages:\n  - { id: safe-mode, kind: safe-mode, actions: [ { run: [/bin/true] } ] }\n  - { id: asr, kind: asr }\n");
     s

@@ -134,14 +134,7 @@ pub fn members(
 /// The disk the restored machine starts from: the one holding an active
 /// partition, else the first critical basic MBR disk.
 pub fn system_disk(plan: &CompiledPlan) -> Option<usize> {
-    plan.disks
-        .iter()
-        .position(|d| d.partitions.iter().any(|p| p.bootable))
-        .or_else(|| {
-            plan.disks
-                .iter()
-                .position(|d| d.critical && d.table == TableKind::Mbr && !ldm::is_dynamic(d))
-        })
+    rplan_compiler::analyze::boot::system_disk(&plan.disks)
 }
 
 #[cfg(test)]

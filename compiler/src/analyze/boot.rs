@@ -1,6 +1,7 @@
 //! Booting from an MBR disk: the MBR's boot code starts the one active
 //! primary partition. So on each MBR disk at most one partition is
-//! `bootable`, never a logical one, and the disk XP starts from has one.
+//! `bootable`, never a logical one, and the disk XP starts from (the system
+//! disk, [`system_disk`]) has exactly one.
 //!
 //! These are compile-time errors at the `bootable:` line; the table writer
 //! refuses the same shapes at run time, but a plan should not reach ASR to
@@ -75,14 +76,12 @@ fn boot_code(
 }
 
 fn active_flags(disks: &[CDisk], diags: &mut Vec<Diagnostic>) {
-    let mut any_active = false;
     for (i, d) in disks.iter().enumerate() {
         if d.table != TableKind::Mbr {
             continue;
         }
         let mut first: Option<(usize, &str)> = None;
         for (j, p) in d.partitions.iter().enumerate().filter(|(_, p)| p.bootable) {
-            any_active = true;
             let pointer = format!("/disks/{i}/partitions/{j}/bootable");
             if p.logical {
                 diags.push(
@@ -118,23 +117,37 @@ fn active_flags(disks: &[CDisk], diags: &mut Vec<Diagnostic>) {
             }
         }
     }
-    if !any_active {
-        if let Some(i) = disks.iter().position(|d| {
-            d.critical
-                && d.table == TableKind::Mbr
-                && !d.partitions.iter().any(|p| p.volume.is_some())
-        }) {
+    if let Some(i) = system_disk(disks) {
+        let d = &disks[i];
+        if d.table == TableKind::Mbr && !d.partitions.iter().any(|p| p.bootable) {
             diags.push(
-                Diagnostic::warning(
+                Diagnostic::error(
                     codes::BOOT_FLAG,
                     format!("/disks/{i}/partitions"),
                     format!(
-                        "no partition is active: the MBR boot code of disk `{}` would find no system partition to start",
-                        disks[i].id
+                        "no partition is active: the MBR boot code of system disk `{}` would find no system partition to start",
+                        d.id
                     ),
                 )
                 .help("mark Windows' system partition `bootable: true`"),
             );
         }
     }
+}
+
+/// The disk XP starts from: the one holding an active partition, else the
+/// first critical basic MBR disk (a dynamic disk's MBR holds only its 0x42
+/// partition). None when the plan has neither: a plan of dynamic or GPT
+/// data disks alone has no system disk to check.
+pub fn system_disk(disks: &[CDisk]) -> Option<usize> {
+    disks
+        .iter()
+        .position(|d| d.partitions.iter().any(|p| p.bootable))
+        .or_else(|| {
+            disks.iter().position(|d| {
+                d.critical
+                    && d.table == TableKind::Mbr
+                    && !d.partitions.iter().any(|p| p.volume.is_some())
+            })
+        })
 }
