@@ -14,11 +14,15 @@ struct Part {
 }
 
 fn plan_text(gpt: bool, disk_mib: u64, parts: &[Part], rest: bool) -> String {
-    let mut s = String::from(
-        "version: 1\nname: prop\nsystem: { os: windows-xp, build: sp2-slipstream, language: en }\nmedia: { build: sp2-slipstream }\n",
+    // XP boots only from MBR and sees GPT disks only on x64: a GPT layout is
+    // a data disk (not critical, so no system disk) of an x64 system.
+    let mut s = format!(
+        "version: 1\nname: prop\nsystem: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: {} }}\nmedia: {{ build: sp2-slipstream }}\n",
+        if gpt { "x64" } else { "x86" }
     );
     s.push_str(&format!(
-        "disks:\n  - id: d0\n    critical: true\n    table: {}\n    size: {disk_mib}MiB\n    partitions:\n",
+        "disks:\n  - id: d0\n    critical: {}\n    table: {}\n    size: {disk_mib}MiB\n    partitions:\n",
+        !gpt,
         if gpt { "gpt" } else { "mbr" }
     ));
     // An MBR system disk needs its one active primary partition (RP0341):
@@ -105,5 +109,35 @@ proptest! {
     #[test]
     fn any_text_compiles_without_panicking(text in "\\PC{0,400}") {
         let _ = compile(&Source::new("p.yaml", text), RuleSet::builtin(), &Options { no_artifacts: true, ..Options::default() });
+    }
+}
+
+/// The generator's plans are ones the compiler can accept, for both table
+/// kinds: otherwise the properties above would hold vacuously.
+#[test]
+fn simple_generated_layouts_compile() {
+    let parts = [Part {
+        start_mib: None,
+        size_mib: 4,
+        logical: false,
+    }];
+    for gpt in [false, true] {
+        let text = plan_text(gpt, 64, &parts, true);
+        let out = compile(
+            &Source::new("p.yaml", text.clone()),
+            RuleSet::builtin(),
+            &Options {
+                no_artifacts: true,
+                ..Options::default()
+            },
+        );
+        assert!(
+            out.compiled.is_some(),
+            "{text}\n{:?}",
+            out.diagnostics
+                .iter()
+                .map(|d| (&d.code, &d.message))
+                .collect::<Vec<_>>()
+        );
     }
 }
