@@ -102,6 +102,10 @@ fn agrees_with_outside_tools(dir: &Path, kind: &str, img: &Path) {
                 .collect();
             assert_eq!(ours, sfdisk_parts(img), "{kind}: partitions");
         }
+        "sun-label" => {
+            assert_eq!(get(&whole, "PTTYPE"), Some("sun"), "{kind}");
+            assert_eq!(table["kind"], "sun", "{kind}: {table}");
+        }
         "gpt-wiped-lba0" => {
             // blkid -p gives up without a protective MBR; wipefs and
             // sgdisk still find the GPT, and so does rplan.
@@ -197,6 +201,7 @@ fn named(kind: &str) -> &'static [&'static str] {
         "whole-btrfs" => &["btrfs `BTRDISK` on the whole disk"],
         "iso9660" => &["iso9660 `ISODISK` on the whole disk"],
         "lvm-pv" => &["LVM2_member on the whole disk"],
+        "sun-label" => &["SUN partition table (not read by rplan)"],
         _ => &[],
     }
 }

@@ -705,12 +705,16 @@ fn open_checked(
         problems.is_empty() && table::table_matches(device.as_ref(), &spec).unwrap_or(false);
     let found = match inspect::inspect(device.as_ref(), path) {
         Ok(found) => found,
+        // A disk too damaged to inspect is still one to restore onto, if
+        // the operator says so: it counts as holding something unknown.
+        Err(e) if force => Inspection::unreadable(device.len(), device.sector_size(), &e),
         Err(e) => {
             return Err(vec![Diagnostic::error(
                 codes::IO_FAILED,
                 "",
                 format!("cannot read target {name} to see what is on it: {e}"),
-            )])
+            )
+            .help("if it really is to be overwritten, pass --force")])
         }
     };
     if !table_matched && !force && !ours {

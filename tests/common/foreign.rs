@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The kinds of non-blank disk the tests use.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "foreign-dos",
     "whole-ext4",
     "swap",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 10] = [
     "whole-btrfs",
     "iso9660",
     "lvm-pv",
+    "sun-label",
 ];
 
 pub fn run(program: &str, args: &[&str]) {
@@ -254,6 +255,10 @@ pub fn make(dir: &Path, kind: &str) -> PathBuf {
                 "pvcreate: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+        // A partition table of a kind rplan does not read (Sun VTOC).
+        "sun-label" => {
+            sfdisk(&img, "label: sun\n,20M,83\n");
         }
         other => panic!("unknown kind {other}"),
     }

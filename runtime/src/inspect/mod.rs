@@ -85,6 +85,23 @@ pub struct FoundPartition {
 }
 
 impl Inspection {
+    /// What could not be read: not blank, contents unknown.
+    pub fn unreadable(size: u64, sector_size: u32, why: &std::io::Error) -> Inspection {
+        Inspection {
+            size,
+            sector_size,
+            table: Some(FoundTable {
+                kind: "unknown".to_string(),
+                id: "(could not be read)".to_string(),
+                problems: vec![why.to_string()],
+                raw: None,
+                magic: Vec::new(),
+            }),
+            signatures: Vec::new(),
+            partitions: Vec::new(),
+        }
+    }
+
     /// Nothing at all: no table (primary or backup), no signature.
     pub fn is_blank(&self) -> bool {
         self.table.is_none() && self.signatures.is_empty()
@@ -179,8 +196,11 @@ pub fn inspect(dev: &dyn Device, path: &Path) -> std::io::Result<Inspection> {
     let pt = whole.partition_table_type()?;
     let existing = match pt.as_deref() {
         Some("dos") | Some("gpt") | Some("PMBR") => Some(table::read_table(dev)),
-        _ if signatures.iter().any(|s| s.at_lba0()) => None,
-        _ => table::read_headerless_gpt(dev).map(|t| Ok(Some(t))),
+        // A table rplan does not read (Apple, Sun, SGI, BSD, Atari, AIX…):
+        // not blank, whatever is inside it.
+        Some(_) => None,
+        None if signatures.iter().any(|s| s.at_lba0()) => None,
+        None => table::read_headerless_gpt(dev).map(|t| Ok(Some(t))),
     };
     let (table, partitions) = match existing {
         Some(Ok(Some(t))) => {
@@ -188,22 +208,44 @@ pub fn inspect(dev: &dyn Device, path: &Path) -> std::io::Result<Inspection> {
             (Some(found_table(dev, &t, pt.as_deref())), parts)
         }
         // libblkid sees a table our reader cannot read: damaged, but there.
-        Some(Err(e)) => (
-            Some(FoundTable {
-                kind: if pt.as_deref() == Some("dos") {
-                    "mbr"
-                } else {
-                    "gpt"
+        // Its magic: 0x55AA (and a GPT's headers).
+        Some(Err(e)) => {
+            let ss = u64::from(dev.sector_size());
+            let last = (len / ss).saturating_sub(1) * ss;
+            let (kind, magic) = match pt.as_deref() {
+                Some("dos") => ("mbr".to_string(), vec![(510, 2)]),
+                Some("gpt") | Some("PMBR") => {
+                    ("gpt".to_string(), vec![(510, 2), (ss, 8), (last, 8)])
                 }
-                .to_string(),
-                id: "(unreadable)".to_string(),
-                problems: vec![e.to_string()],
-                raw: None,
-                magic: vec![(510, 2)],
-            }),
-            Vec::new(),
-        ),
-        Some(Ok(None)) | None => (None, Vec::new()),
+                _ => ("mbr".to_string(), vec![(510, 2)]),
+            };
+            (
+                Some(FoundTable {
+                    kind,
+                    id: "(unreadable)".to_string(),
+                    problems: vec![e.to_string()],
+                    raw: None,
+                    magic,
+                }),
+                Vec::new(),
+            )
+        }
+        Some(Ok(None)) | None => match pt.as_deref() {
+            Some(other) if !matches!(other, "dos" | "gpt" | "PMBR") => (
+                Some(FoundTable {
+                    kind: other.to_string(),
+                    id: "(not read by rplan)".to_string(),
+                    problems: vec![format!(
+                        "blkid calls it `{other}`; rplan reads only MBR and GPT"
+                    )],
+                    raw: None,
+                    // Its label sector is no MBR boot code to keep.
+                    magic: vec![(0, 512)],
+                }),
+                Vec::new(),
+            ),
+            _ => (None, Vec::new()),
+        },
     };
     let mut signatures = signatures;
     if let Some(ldm) = probe::ldm_privhead(dev) {

@@ -103,7 +103,8 @@ impl Probe {
         Ok(probe)
     }
 
-    /// A value of the last result as bytes (without the trailing NUL).
+    /// A value of the last result as libblkid stores it: text values with
+    /// their trailing NUL, binary ones (SBMAGIC) exactly.
     fn bytes(&self, name: &CStr) -> Option<Vec<u8>> {
         let mut data: *const c_char = std::ptr::null();
         let mut size: usize = 0;
@@ -116,12 +117,12 @@ impl Probe {
         // SAFETY: libblkid returns `size` bytes at `data`, NUL included,
         // valid until the next probe call; copied out at once.
         let raw = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size) };
-        Some(raw.strip_suffix(&[0]).unwrap_or(raw).to_vec())
+        Some(raw.to_vec())
     }
 
     fn text(&self, name: &CStr) -> Option<String> {
         self.bytes(name)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(&b)).into_owned())
             .filter(|v| !v.is_empty())
     }
 }

@@ -7,14 +7,26 @@
 use crate::target::{Device, RegionReader};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-/// Bytes in use in the filesystem `kind` at `[start, start + len)`.
+/// Bytes in use in the filesystem `kind` at `[start, start + len)`; `None`
+/// when it cannot be told.
 pub fn used_bytes(dev: &dyn Device, start: u64, len: u64, kind: &str) -> Option<u64> {
     match kind {
         "ext2" | "ext3" | "ext4" => ext_used(dev, start),
-        "vfat" => fat_used(dev, start, len),
-        "ntfs" => ntfs_used(dev, start, len),
+        "vfat" => quietly(|| fat_used(dev, start, len)),
+        "ntfs" => quietly(|| ntfs_used(dev, start, len)),
         _ => None,
     }
+}
+
+/// Run a reader of damaged-disk bytes that may panic (fatfs 0.3 has known
+/// panics on malformed images): a panic means "cannot tell", not an abort,
+/// and prints nothing. Inspection runs before any worker thread exists.
+fn quietly(read: impl FnOnce() -> Option<u64>) -> Option<u64> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    std::panic::set_hook(hook);
+    result.ok().flatten()
 }
 
 fn ext_used(dev: &dyn Device, start: u64) -> Option<u64> {
