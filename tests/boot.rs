@@ -264,3 +264,43 @@ fn plans_of_dynamic_or_gpt_data_disks_alone_need_no_active_partition() {
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(!out.contains("RP0341"), "{out}");
 }
+
+#[test]
+fn new_boot_code_on_a_restored_disk_changes_only_the_boot_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), "");
+    let img = image(dir.path(), "d0.img", 32 * MIB);
+    apply(dir.path(), &p, &img, &[]).code(0);
+    let mut before = std::fs::read(&img).unwrap();
+    // Now with boot code: only those 440 bytes may change; the restored
+    // partitions are not cleared and made again.
+    let file = dir.path().join("syslinux-mbr.bin");
+    std::fs::write(&file, code(42)).unwrap();
+    let run = apply(
+        dir.path(),
+        &p,
+        &img,
+        &["--boot-code", file.to_str().unwrap(), "--format", "json"],
+    )
+    .code(0);
+    // Only the table step wrote (the boot code); clearing, formatting and
+    // restoring found their work in place.
+    let wrote: Vec<String> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step-finished" && e["outcome"] == "ok")
+        .filter_map(|e| e["step"].as_str().map(String::from))
+        .filter(|s| {
+            s.starts_with("asr/")
+                && !s.ends_with("/check")
+                && !s.ends_with("/verify")
+                && s != "asr/success"
+        })
+        .collect();
+    assert_eq!(wrote, ["asr/d0/table"], "{}", run.stdout);
+    let after = std::fs::read(&img).unwrap();
+    assert_eq!(&after[..440], &code(42)[..]);
+    before[..440].copy_from_slice(&code(42));
+    assert!(before == after, "bytes other than the boot code changed");
+}

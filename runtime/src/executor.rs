@@ -1373,9 +1373,17 @@ impl Run<'_> {
                 Ok(StepOk::Done { fingerprint: None })
             }
             StepKind::ClearSignatures => {
-                let (disk, t, spec, matches) = self.disk_table(step)?;
-                if matches {
-                    // The disk is already ours: its partitions hold restored data.
+                let (disk, t, spec, _) = self.disk_table(step)?;
+                // The disk is already ours when its layout is the plan's: its
+                // partitions hold restored data. New boot code alone is the
+                // table step's to write, and no reason to clear anything.
+                let layout = table::TableSpec {
+                    boot_code: None,
+                    ..spec.clone()
+                };
+                if table::table_matches(t.device.as_ref(), &layout)
+                    .map_err(|e| (codes::IO_FAILED, e))?
+                {
                     return Ok(StepOk::Unchanged { fingerprint: None });
                 }
                 let ranges: Vec<(u64, u64)> = disk
