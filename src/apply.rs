@@ -457,9 +457,13 @@ pub struct DryRunArgs {
     /// gentler outcome than the default worst case.
     #[arg(long = "succeed", value_name = "STAGE")]
     succeed: Option<String>,
-    /// Simulate even if a target carries another disk's partition table.
+    /// Simulate even if a target is not blank and not the plan's own disk.
     #[arg(long)]
     force: bool,
+    /// MBR boot code (440–512 bytes) for the system disk, as `apply
+    /// --boot-code` would write it.
+    #[arg(long, value_name = "FILE")]
+    boot_code: Option<PathBuf>,
     /// Where the simulation's scratch files go (default: $TMPDIR).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
@@ -496,6 +500,13 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         }
     }
     let (failing, headline) = scenario(&plan, &args.fail, args.succeed.as_deref());
+    let boot_code = match args.boot_code.as_deref().map(read_boot_code).transpose() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let options = ApplyOptions {
         force: args.force,
         resume: false,
@@ -507,7 +518,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         dry_run: Some(failing),
         own_files: vec![("the plan".to_string(), args.plan.clone())],
         color: false,
-        boot_code: None,
+        boot_code,
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),

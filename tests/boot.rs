@@ -276,6 +276,20 @@ fn new_boot_code_on_a_restored_disk_changes_only_the_boot_code() {
     // partitions are not cleared and made again.
     let file = dir.path().join("syslinux-mbr.bin");
     std::fs::write(&file, code(42)).unwrap();
+    // dry-run takes the same code and predicts just that.
+    let dry = Rplan::new()
+        .args(["dry-run", p.to_str().unwrap(), "--boot-code"])
+        .arg(file.to_str().unwrap())
+        .arg("--target")
+        .arg(format!("d0={}", img.display()))
+        .run()
+        .code(0);
+    assert!(
+        dry.stdout.contains("partition table: 512B would change")
+            && !dry.stdout.contains("partition c:"),
+        "{}",
+        dry.stdout
+    );
     let run = apply(
         dir.path(),
         &p,
