@@ -671,3 +671,28 @@ stages:\n\x20\x20- { id: asr, kind: asr }\n",
         again.stdout
     );
 }
+
+#[test]
+fn a_resume_never_writes_another_disk_that_took_the_targets_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = foreign::plan(dir.path());
+    let img = foreign::make(dir.path(), "foreign-dos");
+    let journal = dir.path().join("j");
+    let crashed = apply(&plan, &img, &journal, &["--force"])
+        .env("RPLAN_CRASH_AT", "asr/d0/clear:1")
+        .run();
+    assert_ne!(crashed.code, 0, "the run was not interrupted");
+    // After the "reboot", another disk answers to the same path.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = foreign::make(&other_dir, "whole-ext4");
+    std::fs::rename(&other, &img).unwrap();
+    let before = sha(&img);
+    let run = apply(&plan, &img, &journal, &["--resume"]).run().code(4);
+    assert!(
+        run.stderr.contains("RP0720") && run.stderr.contains("WHOLE"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sha(&img), before, "the other disk was written");
+}

@@ -410,9 +410,14 @@ fn prepare(
         }
         (JournalState::Interrupted, true) => {}
         _ => {
+            let identities = targets
+                .iter()
+                .filter_map(|t| Some((t.disk.clone(), crate::identity::fingerprint(&t.path)?)))
+                .collect();
             if let Err(e) = journal.append(Record::Begin {
                 plan_hash: plan.plan_hash.clone(),
                 targets: pairs.clone(),
+                identities,
             }) {
                 return Err(Outcome::Usage {
                     diagnostics: vec![Diagnostic::error(
@@ -607,10 +612,18 @@ fn disks_torn_by_us(
         return out;
     }
     let recorded = journal.targets().unwrap_or_default();
+    let identities = journal.identities();
     for t in targets {
-        let same_target = recorded
+        // The same path, and the same disk behind it: device names change
+        // across the reboot a crash usually brings.
+        let same_disk = identities
             .iter()
-            .any(|(d, p)| *d == t.disk && Path::new(p) == t.path);
+            .find(|(d, _)| *d == t.disk)
+            .is_none_or(|(_, was)| crate::identity::fingerprint(&t.path).as_ref() == Some(was));
+        let same_target = same_disk
+            && recorded
+                .iter()
+                .any(|(d, p)| *d == t.disk && Path::new(p) == t.path);
         let table_started = journal.current().iter().any(|r| match r {
             Record::StepStarted { step } => plan.step(step).is_some_and(|(_, s)| {
                 matches!(s.kind, StepKind::WriteTable | StepKind::ClearSignatures)

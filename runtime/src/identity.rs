@@ -130,3 +130,34 @@ pub fn check(targets: &[(String, PathBuf)], own: &[(String, PathBuf)]) -> Vec<Di
     }
     out
 }
+
+/// What tells this disk from another that may later answer to the same
+/// path: an image file's device, inode and size; a block device's size and
+/// serial number (or WWID) from sysfs, else its size and model. `None` for
+/// a path that cannot be read.
+pub fn fingerprint(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.file_type().is_block_device() {
+        return Some(format!("file {}:{} {} bytes", m.dev(), m.ino(), m.len()));
+    }
+    let dir = sysfs_dir(m.rdev());
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    // Loop devices: the file behind them.
+    if let Some(backing) = loop_backing(m.rdev()) {
+        let b = std::fs::metadata(&backing).ok()?;
+        return Some(format!("loop over {}:{}", b.dev(), b.ino()));
+    }
+    let sectors = read("size").unwrap_or_default();
+    let serial = read("device/serial")
+        .or_else(|| read("serial"))
+        .or_else(|| read("device/wwid"))
+        .or_else(|| read("wwid"))
+        .or_else(|| read("device/model"))
+        .unwrap_or_default();
+    Some(format!("block {sectors} sectors {serial}"))
+}

@@ -17,6 +17,11 @@ pub enum Record {
     Begin {
         plan_hash: String,
         targets: Vec<(String, String)>,
+        /// Each target's identity when the run began (disk id → what
+        /// `identity::fingerprint` says), so that a resume writes only to
+        /// the same disk, not to whatever now answers to the same path.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        identities: Vec<(String, String)>,
     },
     StepStarted {
         step: String,
@@ -221,6 +226,18 @@ impl Journal {
             Record::Begin { targets, .. } => Some(targets.as_slice()),
             _ => None,
         })
+    }
+
+    /// The targets' identities recorded by the latest `begin`.
+    pub fn identities(&self) -> &[(String, String)] {
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Begin { identities, .. } => Some(identities.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     /// `Some(fingerprint)` if the latest record of `step` says it finished
