@@ -25,19 +25,6 @@ fn blkid(path: &Path) -> String {
     tool("blkid", &["-p", "-o", "export", path.to_str().unwrap()])
 }
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn apply(plan: &Path, targets: &[(&str, &Path)], journal: &Path, extra: &[&str]) -> Run {
     let mut r = Rplan::new().args([
         "apply",
@@ -66,43 +53,6 @@ fn part_field(t: &serde_json::Value, node_suffix: &str, field: &str) -> serde_js
         .find(|p| p["node"].as_str().unwrap().ends_with(node_suffix))
         .unwrap_or_else(|| panic!("no partition {node_suffix} in {t}"))[field]
         .clone()
-}
-
-/// An example plan, copied into `dir` with its commands pointing at test
-/// scripts: BMC calls succeed, and the boot probe "boots" only once disk
-/// `probe_disk` carries a partition table (so Safe Mode and Last Known
-/// Good fail on a blank disk and ASR's probe succeeds after the restore).
-fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for (script, body) in [
-        ("bmc-boot", "exit 0".to_string()),
-        ("page-oncall", "exit 0".to_string()),
-        (
-            "probe-boot",
-            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
-        ),
-        (
-            "probe-smb",
-            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
-        ),
-    ] {
-        let path = bin.join(script);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        tool("chmod", &["+x", path.to_str().unwrap()]);
-    }
-    let text =
-        std::fs::read_to_string(root().join("examples").join(format!("{name}.yaml"))).unwrap();
-    let text = text
-        .replace("/usr/local/sbin/", &format!("{}/", bin.display()))
-        .replace("/usr/local/bin/", &format!("{}/", bin.display()))
-        .replace(
-            "root: backups/",
-            &format!("root: {}/examples/backups/", root().display()),
-        );
-    let p = dir.join(format!("{name}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 #[test]

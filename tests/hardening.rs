@@ -11,19 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Deterministic pseudo-random bytes (incompressible).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn apply_args(plan: &Path, targets: &[(&str, &Path)], journal: &Path) -> Vec<String> {
     let mut args = vec![
         "apply".to_string(),
@@ -131,39 +118,6 @@ fn resume_after_a_crash_mid_restore_finishes_the_asr_stage() {
         .code(0);
     assert_eq!(result(&run)["stage"], "asr", "{}", run.stdout);
     cmp(&reference, &img);
-}
-
-/// An example plan copied into `dir`, its commands pointing at scripts:
-/// BMC calls succeed, the boot probe "boots" once `probe_disk` carries a
-/// partition table.
-fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for (script, body) in [
-        ("bmc-boot", "exit 0".to_string()),
-        (
-            "probe-boot",
-            format!("sfdisk -d '{}' >/dev/null 2>&1", probe_disk.display()),
-        ),
-    ] {
-        let path = bin.join(script);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        tool("chmod", &["+x", path.to_str().unwrap()]);
-    }
-    let text =
-        std::fs::read_to_string(root().join("examples").join(format!("{name}.yaml"))).unwrap();
-    let text = text
-        .replace("/usr/local/sbin/", &format!("{}/", bin.display()))
-        .replace(
-            "root: backups/",
-            &format!("root: {}/examples/backups/", root().display()),
-        );
-    let p = dir.join(format!(
-        "{name}-{}.yaml",
-        probe_disk.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 #[test]

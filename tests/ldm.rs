@@ -152,19 +152,6 @@ fn images(dir: &Path, members: &[(u64, u64)]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Restores an artifact into a `layout` volume and checks everything
 /// ldmtool reports against the plan; returns the group and the volume's
 /// bytes.
