@@ -191,3 +191,36 @@ fn a_second_apply_recognises_the_relocated_image_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn a_crash_between_the_two_boot_sector_writes_is_finished_by_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mbr, part) = xp_disk(dir.path(), "ntfs");
+    let p = plan(dir.path(), "ntfs", &mbr, &part);
+    let img = image(dir.path(), "disk0.img", 64 * MIB);
+    let journal = dir.path().join("j");
+    let args = |extra: &[&str]| {
+        Rplan::new()
+            .args(["apply", p.to_str().unwrap(), "--yes", "--journal"])
+            .arg(journal.to_str().unwrap())
+            .arg("--target")
+            .arg(format!("disk0={}", img.display()))
+            .args(extra)
+    };
+    // Killed before the second write: the boot sector says 2048, its
+    // backup still 63.
+    let crashed = args(&[])
+        .env("RPLAN_CRASH_AT", "asr/disk0/system/bootsector:2")
+        .run();
+    assert_ne!(crashed.code, 0, "the run was not interrupted");
+    let original = std::fs::read(&part).unwrap();
+    let total = u64::from_le_bytes(original[0x28..0x30].try_into().unwrap());
+    let backup = (NEW * 512 + total * 512) as usize;
+    let torn = std::fs::read(&img).unwrap();
+    assert_eq!(u32_at(&torn, (NEW * 512) as usize + 0x1C), NEW as u32);
+    assert_eq!(u32_at(&torn, backup + 0x1C), OLD as u32);
+    args(&["--resume"]).run().code(0);
+    let disk = std::fs::read(&img).unwrap();
+    let restored = &disk[(NEW * 512) as usize..(NEW * 512 + PART) as usize];
+    only_fields_differ(restored, &original, &[0, (total * 512) as usize]);
+}

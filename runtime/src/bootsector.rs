@@ -31,7 +31,7 @@ pub struct Relocation {
 /// Reads the boot sector of the partition `dev` (a window starting at the
 /// partition) and says what to change for a partition starting at
 /// `start_lba`; `None` when there is no NTFS/FAT boot sector or the field
-/// already holds `start_lba`.
+/// (and its backup's) already holds `start_lba`.
 pub fn plan(dev: &dyn Device, start_lba: u64) -> io::Result<Option<Relocation>> {
     let Ok(to) = u32::try_from(start_lba) else {
         return Ok(None); // the field cannot hold it; XP could not boot there
@@ -50,10 +50,10 @@ fn plan_sector(dev: &dyn Device, b: &[u8; 512], to: u32) -> io::Result<Option<Re
         return Ok(None);
     };
     let from = u32::from_le_bytes([b[HIDDEN], b[HIDDEN + 1], b[HIDDEN + 2], b[HIDDEN + 3]]);
-    if from == to {
-        return Ok(None);
+    let mut sectors = Vec::new();
+    if from != to {
+        sectors.push(0u64);
     }
-    let mut sectors = vec![0u64];
     let backup = match fs {
         "ntfs" => {
             let total = u64::from_le_bytes([
@@ -74,11 +74,18 @@ fn plan_sector(dev: &dyn Device, b: &[u8; 512], to: u32) -> io::Result<Option<Re
         // Only a copy of this very boot sector (same type, same old value,
         // or already the new one).
         let field = &c[HIDDEN..HIDDEN + 4];
-        if kind(&c).map(|k| k.0) == Some(fs)
-            && (field == &b[HIDDEN..HIDDEN + 4] || field == to.to_le_bytes())
-        {
+        let copy = kind(&c).map(|k| k.0) == Some(fs);
+        let relocating =
+            from != to && (field == &b[HIDDEN..HIDDEN + 4] || field == to.to_le_bytes());
+        // The primary already says `to` but the backup does not: a run
+        // interrupted between the two writes. Finish it.
+        let interrupted = from == to && field != to.to_le_bytes();
+        if copy && (relocating || interrupted) {
             sectors.push(at);
         }
+    }
+    if sectors.is_empty() {
+        return Ok(None);
     }
     Ok(Some(Relocation {
         fs,
