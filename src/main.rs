@@ -79,7 +79,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: RulesFormat,
     },
-    /// Simulate applying a plan: what would change, in what order, how long.
+    /// Simulate applying a plan: what is on each disk and what it would
+    /// destroy, change or create, in what order, how long (the worst case,
+    /// ASR, unless --succeed); writes nothing.
     DryRun(apply::DryRunArgs),
     /// Carry out a plan on targets: stages in order until one succeeds.
     Apply(apply::ApplyArgs),
