@@ -9,6 +9,7 @@
 //! Checked before any target is opened, so the same file named twice is
 //! reported as such rather than as "locked by another process".
 
+use crate::target::{loop_backing_file, parse_major_minor, sysfs_block_dir};
 use rplan_compiler::{codes, Diagnostic};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -34,38 +35,24 @@ fn identity(path: &Path) -> Option<Identity> {
     })
 }
 
-/// `MAJ:MIN` of a device number.
-fn sysfs_dir(rdev: u64) -> PathBuf {
-    PathBuf::from(format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(rdev),
-        libc::minor(rdev)
-    ))
-}
-
 /// The whole disk a (partition) device number belongs to.
 fn whole_disk(rdev: u64) -> u64 {
-    let dir = sysfs_dir(rdev);
+    let dir = sysfs_block_dir(rdev);
     if !dir.join("partition").exists() {
         return rdev;
     }
     // /sys/dev/block/8:1 -> ../../devices/…/sda/sda1; the parent has `dev`.
-    let parent_dev = std::fs::canonicalize(&dir)
+    std::fs::canonicalize(&dir)
         .ok()
         .and_then(|d| d.parent().map(|p| p.join("dev")))
-        .and_then(|f| std::fs::read_to_string(f).ok());
-    parent_dev
-        .and_then(|s| {
-            let (maj, min) = s.trim().split_once(':')?;
-            Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
-        })
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|s| parse_major_minor(s.trim()))
         .unwrap_or(rdev)
 }
 
 /// The file a loop device reads and writes, if `rdev` is one.
 fn loop_backing(rdev: u64) -> Option<PathBuf> {
-    let name = std::fs::read_to_string(sysfs_dir(rdev).join("loop/backing_file")).ok()?;
-    Some(PathBuf::from(name.trim_end_matches('\n')))
+    loop_backing_file(&sysfs_block_dir(rdev))
 }
 
 /// Does writing `target` write `file`?
@@ -140,7 +127,7 @@ pub fn fingerprint(path: &Path) -> Option<String> {
     if !m.file_type().is_block_device() {
         return Some(format!("file {}:{} {} bytes", m.dev(), m.ino(), m.len()));
     }
-    let dir = sysfs_dir(m.rdev());
+    let dir = sysfs_block_dir(m.rdev());
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .ok()

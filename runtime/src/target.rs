@@ -544,10 +544,26 @@ fn dev_major_minor(dev: u64) -> (u64, u64) {
     (major, minor)
 }
 
+/// `/sys/dev/block/MAJ:MIN` of a block device number.
+pub(crate) fn sysfs_block_dir(rdev: u64) -> PathBuf {
+    let (major, minor) = dev_major_minor(rdev);
+    PathBuf::from(format!("/sys/dev/block/{major}:{minor}"))
+}
+
+/// The file behind a loop device, from its sysfs directory (`None` for
+/// anything else).
+pub(crate) fn loop_backing_file(sys_dir: &Path) -> Option<PathBuf> {
+    let backing = fs::read_to_string(sys_dir.join("loop/backing_file")).ok()?;
+    let backing = backing.trim_end_matches('\n');
+    Some(PathBuf::from(
+        backing.strip_suffix(" (deleted)").unwrap_or(backing),
+    ))
+}
+
 fn block_device_in_use(rdev: u64) -> Option<String> {
     let (major, minor) = dev_major_minor(rdev);
     let disk_id = format!("{major}:{minor}");
-    let sys = PathBuf::from(format!("/sys/dev/block/{disk_id}"));
+    let sys = sysfs_block_dir(rdev);
     let disk_name = sysfs_name(&sys).unwrap_or_else(|| disk_id.clone());
 
     // The disk itself and each of its partitions, as (maj:min, name, rdev).
@@ -644,7 +660,7 @@ fn sysfs_name(sys: &Path) -> Option<String> {
     Some(target.file_name()?.to_string_lossy().into_owned())
 }
 
-fn parse_major_minor(id: &str) -> Option<u64> {
+pub(crate) fn parse_major_minor(id: &str) -> Option<u64> {
     let (major, minor) = id.split_once(':')?;
     let major: u64 = major.parse().ok()?;
     let minor: u64 = minor.parse().ok()?;
@@ -695,17 +711,15 @@ fn image_in_use(path: &Path, meta: &fs::Metadata) -> Option<String> {
         if !name.starts_with("loop") {
             continue;
         }
-        let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
+        let Some(backing) = loop_backing_file(&entry.path()) else {
             continue;
         };
-        let backing = backing.trim_end_matches('\n');
-        let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
         // Same inode is the real test (paths differ across bind mounts and
         // namespaces); the path comparison catches what stat cannot see.
-        let same_inode = fs::metadata(backing)
+        let same_inode = fs::metadata(&backing)
             .map(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
             .unwrap_or(false);
-        let same_path = canonical.as_deref() == Some(Path::new(backing));
+        let same_path = canonical.as_deref() == Some(backing.as_path());
         if same_inode || same_path {
             return Some(format!("it is attached to /dev/{name}"));
         }
