@@ -80,6 +80,16 @@ fn plan(dir: &Path, fs: &str, mbr: &Path, part: &Path) -> PathBuf {
     p
 }
 
+/// `rplan apply PLAN --yes --journal J --target disk0=IMG EXTRA…`.
+fn apply(plan: &Path, img: &Path, journal: &Path, extra: &[&str]) -> Rplan {
+    Rplan::new()
+        .args(["apply", plan.to_str().unwrap(), "--yes", "--journal"])
+        .arg(journal.to_str().unwrap())
+        .arg("--target")
+        .arg(format!("disk0={}", img.display()))
+        .args(extra)
+}
+
 fn restore(fs: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let (mbr, part) = xp_disk(dir.path(), fs);
@@ -90,18 +100,7 @@ fn restore(fs: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>, Vec<u8>) {
         &part,
     );
     let img = image(dir.path(), "disk0.img", 64 * MIB);
-    let run = Rplan::new()
-        .args([
-            "apply",
-            p.to_str().unwrap(),
-            "--yes",
-            "--format",
-            "json",
-            "--journal",
-            dir.path().join("j").to_str().unwrap(),
-            "--target",
-            &format!("disk0={}", img.display()),
-        ])
+    let run = apply(&p, &img, &dir.path().join("j"), &["--format", "json"])
         .run()
         .code(0);
     assert!(
@@ -164,18 +163,7 @@ fn a_second_apply_recognises_the_relocated_image_and_writes_nothing() {
     let (dir, img, _, _) = restore("ntfs");
     let before = sha(&img);
     let p = dir.path().join("plan.yaml");
-    let run = Rplan::new()
-        .args([
-            "apply",
-            p.to_str().unwrap(),
-            "--yes",
-            "--format",
-            "json",
-            "--journal",
-            dir.path().join("j").to_str().unwrap(),
-            "--target",
-            &format!("disk0={}", img.display()),
-        ])
+    let run = apply(&p, &img, &dir.path().join("j"), &["--format", "json"])
         .run()
         .code(0);
     assert_eq!(before, sha(&img));
@@ -199,17 +187,9 @@ fn a_crash_between_the_two_boot_sector_writes_is_finished_by_resume() {
     let p = plan(dir.path(), "ntfs", &mbr, &part);
     let img = image(dir.path(), "disk0.img", 64 * MIB);
     let journal = dir.path().join("j");
-    let args = |extra: &[&str]| {
-        Rplan::new()
-            .args(["apply", p.to_str().unwrap(), "--yes", "--journal"])
-            .arg(journal.to_str().unwrap())
-            .arg("--target")
-            .arg(format!("disk0={}", img.display()))
-            .args(extra)
-    };
     // Killed before the second write: the boot sector says 2048, its
     // backup still 63.
-    let crashed = args(&[])
+    let crashed = apply(&p, &img, &journal, &[])
         .env("RPLAN_CRASH_AT", "asr/disk0/system/bootsector:2")
         .run();
     assert_ne!(crashed.code, 0, "the run was not interrupted");
@@ -219,7 +199,7 @@ fn a_crash_between_the_two_boot_sector_writes_is_finished_by_resume() {
     let torn = std::fs::read(&img).unwrap();
     assert_eq!(u32_at(&torn, (NEW * 512) as usize + 0x1C), NEW as u32);
     assert_eq!(u32_at(&torn, backup + 0x1C), OLD as u32);
-    args(&["--resume"]).run().code(0);
+    apply(&p, &img, &journal, &["--resume"]).run().code(0);
     let disk = std::fs::read(&img).unwrap();
     let restored = &disk[(NEW * 512) as usize..(NEW * 512 + PART) as usize];
     only_fields_differ(restored, &original, &[0, (total * 512) as usize]);
