@@ -10,6 +10,7 @@
 use crate::events::printable;
 use crate::inspect::{approx_bytes, approx_size, FoundPartition, Inspection};
 use crate::layout;
+use crate::table::TableSpec;
 use rplan_compiler::compiled::{CDisk, CPartition, CompiledPlan};
 use rplan_compiler::model::Content;
 
@@ -123,14 +124,14 @@ pub fn preview(
     };
     let untouched = matches!(reach, Reach::Untouched);
     let rewrite_table = !table_matched && !untouched;
-    let planned = planned(plan, disk, len);
+    let spec = layout::table_spec(disk, len);
+    let planned = planned(plan, disk, &spec, len);
     let same_place = |fp: &FoundPartition| {
         planned
             .iter()
             .find(|p| p.start == fp.start && p.size == fp.size && p.r#type == fp.r#type)
     };
 
-    let spec = layout::table_spec(disk, len);
     let mut before = Vec::new();
     let mut destroyed = Vec::new();
     if let Some(t) = &found.table {
@@ -289,7 +290,7 @@ struct Planned {
 /// The table entries the plan writes. A dynamic disk's MBR has one 0x42
 /// partition over the whole disk; the plan's partitions on it are LDM
 /// partitions inside it, each a piece of a volume.
-fn planned(plan: &CompiledPlan, disk: &CDisk, len: u64) -> Vec<Planned> {
+fn planned(plan: &CompiledPlan, disk: &CDisk, spec: &TableSpec, len: u64) -> Vec<Planned> {
     let member = |p: &CPartition| {
         let v = p.volume.as_deref()?;
         let content = plan
@@ -300,7 +301,6 @@ fn planned(plan: &CompiledPlan, disk: &CDisk, len: u64) -> Vec<Planned> {
         Some(format!("member of volume `{v}`{content}"))
     };
     if crate::ldm::is_dynamic(disk) {
-        let spec = layout::table_spec(disk, len);
         let ss = u64::from(disk.sector_size);
         let pieces: Vec<String> = disk
             .partitions
