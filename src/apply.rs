@@ -16,7 +16,10 @@ pub const PARTIAL: u8 = 5;
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
-    /// A plan (YAML) or a compiled plan (JSON from `rplan compile`).
+    /// A plan (YAML) or a compiled plan (JSON from `rplan compile`); `-`
+    /// reads it from standard input (then --yes is needed, and artifact
+    /// paths are relative to the current directory).
+    #[arg(value_name = "PLAN")]
     plan: PathBuf,
     /// DISK=PATH: the device or image file to restore disk DISK onto.
     #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target)]
@@ -92,17 +95,13 @@ pub fn parse_target(s: &str) -> Result<TargetArg, String> {
 
 /// A plan file or a compiled plan, compiled or checked for staleness.
 pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> {
-    let text = std::fs::read(path).map_err(|e| {
-        eprintln!(
-            "error[{}]: cannot read {}: {e}",
-            codes::CANNOT_READ,
-            path.display()
-        );
+    let source = crate::read_source(path).map_err(|d| {
+        print_diagnostics(&[d]);
         exit::USAGE
     })?;
-    let looks_compiled = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let looks_compiled = source.text.trim_start().starts_with('{');
     if !looks_compiled {
-        let plan = crate::compiled_for_apply(path, flags, REFUSED)?;
+        let plan = crate::compiled_for_apply(source, flags, REFUSED)?;
         // --no-artifacts skipped the hashing, not the cheap checks: a
         // missing, truncated or special file is refused before any write.
         if flags.no_artifacts {
@@ -110,11 +109,11 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
         }
         return Ok(plan);
     }
-    let plan: CompiledPlan = serde_json::from_slice(&text).map_err(|e| {
+    let plan: CompiledPlan = serde_json::from_str(&source.text).map_err(|e| {
         eprintln!(
             "error[{}]: {} is not a compiled plan: {e}",
             codes::STALE_COMPILED,
-            path.display()
+            source.name
         );
         exit::ERRORS
     })?;
@@ -124,7 +123,7 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
             eprintln!(
                 "error[{}]: {}: {problem}",
                 codes::STALE_COMPILED,
-                path.display()
+                source.name
             );
         }
         eprintln!("  help: compile the plan again with `rplan compile`");
@@ -149,7 +148,7 @@ fn refuse_unless_empty(problems: Vec<Diagnostic>) -> Result<(), u8> {
 
 pub fn print_diagnostics(diags: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();
-    for d in diags {
+    for d in diags.iter().filter(|d| !crate::ui::quiet() || d.is_error()) {
         let level = if d.is_error() { "error" } else { "warning" };
         // Messages carry plan text and command output: escaped.
         let _ = writeln!(err, "{level}[{}]: {}", d.code, printable_lines(&d.message));
@@ -224,7 +223,7 @@ pub fn run(args: ApplyArgs) -> u8 {
         confirm,
         dry_run: None,
         own_files: vec![("the plan".to_string(), args.plan.clone())],
-        color: color(),
+        color: crate::ui::color_stderr(),
         manual: Box::new(|text: &str| {
             ask(&format!(
                 "manual action: {}\nPress Enter when done, or type `fail`: ",
@@ -264,14 +263,10 @@ fn unanswerable_manual(plan: &CompiledPlan) -> Option<Diagnostic> {
     )
 }
 
-/// Colour on a terminal, unless NO_COLOR (no-color.org) says otherwise.
-fn color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 fn observer(format: EventFormat) -> Box<dyn Observer> {
     match format {
         EventFormat::Json => Box::new(Json),
+        EventFormat::Human if crate::ui::quiet() => Box::new(Quiet),
         EventFormat::Human => Box::new(Human::new(std::io::stderr().is_terminal())),
     }
 }
@@ -443,7 +438,10 @@ fn duration(s: u64) -> String {
 
 #[derive(clap::Args)]
 pub struct DryRunArgs {
-    /// A plan (YAML) or a compiled plan (JSON from `rplan compile`).
+    /// A plan (YAML) or a compiled plan (JSON from `rplan compile`); `-`
+    /// reads it from standard input (artifact paths then relative to the
+    /// current directory).
+    #[arg(value_name = "PLAN")]
     plan: PathBuf,
     /// DISK=PATH: the device or image file the plan would be applied to
     /// (read, never written).
@@ -528,8 +526,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
     report.scenario = headline;
     let scenario = Scenario {
         report,
-        color: std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        color: crate::ui::color_stdout(),
     };
     finish(&outcome, args.format, Some(&scenario), args.flags.strict)
 }

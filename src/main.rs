@@ -3,13 +3,15 @@
 //! No plan logic lives here.
 
 mod apply;
+mod graph;
 mod inspect;
 mod report;
+mod ui;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use report::Format;
 use rplan_compiler::{codes, Compilation, Diagnostic, Options, RuleSet, Severity, Source};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +22,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: ui::GlobalFlags,
 }
 
 #[derive(clap::Args, Clone)]
@@ -46,36 +50,42 @@ pub(crate) struct CompileFlags {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load, validate and analyze plans; print diagnostics.
+    /// Load, validate and analyze plans; print diagnostics, then (human
+    /// format) one summary line: how many plans were clean.
     Check {
+        /// Plan files (YAML) to check; `-` reads one from standard input
+        /// (its artifact paths are then relative to the current directory).
         #[arg(required = true, value_name = "PLAN")]
         plans: Vec<PathBuf>,
+        /// `human`: miette reports and a summary on stderr; `json`: one
+        /// object on stdout (DESIGN.md); `sarif`: SARIF 2.1.0 on stdout,
+        /// for code-scanning services.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
         #[command(flatten)]
         flags: CompileFlags,
     },
-    /// Compile a plan into the step DAG (JSON).
+    /// Compile a plan into the step DAG (JSON), on stdout unless `-o`.
     Compile {
+        /// The plan (YAML); `-` reads it from standard input (artifact
+        /// paths then relative to the current directory).
+        #[arg(value_name = "PLAN")]
         plan: PathBuf,
-        /// Where to write the compiled plan; `-` for stdout.
+        /// Write the compiled plan to this file instead of stdout (`-`:
+        /// stdout).
         #[arg(short, long, value_name = "OUT")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         #[command(flatten)]
         flags: CompileFlags,
     },
-    /// Draw a plan's step DAG.
-    Graph {
-        plan: PathBuf,
-        #[arg(long, value_enum, default_value = "dot")]
-        format: GraphFormat,
-        #[command(flatten)]
-        flags: CompileFlags,
-    },
+    /// Draw a plan's step DAG (never reads the backup's artifacts).
+    Graph(graph::GraphArgs),
     /// Print the compatibility matrix (backup build × restore media).
     Rules {
+        /// Extra ruleset (YAML) layered over the built-in one; repeatable.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
+        /// `table` for people, `json` for tools.
         #[arg(long, value_enum, default_value = "table")]
         format: RulesFormat,
     },
@@ -89,27 +99,27 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Print a JSON Schema.
     Schema {
+        /// Which schema (the files under schemas/ are these).
         #[arg(value_enum)]
         which: SchemaKind,
     },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum GraphFormat {
-    Dot,
-    Mermaid,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum RulesFormat {
+    /// A matrix for people.
     Table,
+    /// Every rule with its source, for tools.
     Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum SchemaKind {
+    /// A recovery plan (YAML).
     Plan,
+    /// A compatibility or platform ruleset (`--rules FILE`).
     Rules,
+    /// A compiled plan (`rplan compile`).
     Compiled,
     /// The report in `rplan dry-run --format json`'s result line.
     DryRun,
@@ -137,6 +147,7 @@ pub(crate) mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ui::init(cli.global);
     let code = match cli.command {
         Command::Check {
             plans,
@@ -147,12 +158,8 @@ fn main() -> ExitCode {
             plan,
             output,
             flags,
-        } => compile_to(&plan, &output, &flags),
-        Command::Graph {
-            plan,
-            format,
-            flags,
-        } => graph(&plan, format, &flags),
+        } => compile_to(&plan, output.as_deref(), &flags),
+        Command::Graph(args) => graph::run(args),
         Command::Rules { rules, format } => print_rules(&rules, format),
         Command::Apply(args) => apply::run(args),
         Command::DryRun(args) => apply::dry_run(args),
@@ -228,24 +235,39 @@ impl Reporter {
     }
 
     /// Print everything; machine formats go to stdout, human to stderr.
-    fn finish(&self) {
+    /// `plans`: each checked plan's tally, for check's summary (empty for
+    /// the other commands).
+    fn finish(&self, plans: &[PlanTally]) {
         let located: Vec<report::Located> = self
             .entries
             .iter()
             .map(|(d, s)| report::locate(d, s.map(|i| &self.sources[i]), &self.sources))
             .collect();
         match self.format {
-            Format::Json => println!("{}", report::json_object(&located)),
+            Format::Json => {
+                let mut object = report::json_object(&located);
+                if !plans.is_empty() {
+                    object["plans"] = serde_json::json!(plans);
+                }
+                println!("{object}")
+            }
             Format::Sarif => println!(
                 "{}",
                 serde_json::to_string_pretty(&report::sarif(&located)).unwrap_or_default()
             ),
             Format::Human => {
-                let color = std::io::stderr().is_terminal();
+                // -q: errors only.
+                let shown: Vec<report::Located> = located
+                    .into_iter()
+                    .filter(|l| !ui::quiet() || l.diag.is_error())
+                    .collect();
                 let mut err = std::io::stderr().lock();
-                let _ = write!(err, "{}", report::human(&located, color));
-                let warnings = located.len() - self.errors();
-                if !located.is_empty() {
+                let _ = write!(err, "{}", report::human(&shown, ui::color_stderr()));
+                if ui::quiet() {
+                    return;
+                }
+                let warnings = shown.len() - self.errors();
+                if !shown.is_empty() {
                     let _ = writeln!(
                         err,
                         "{} error{}, {} warning{}",
@@ -255,9 +277,45 @@ impl Reporter {
                         plural(warnings)
                     );
                 }
+                if !plans.is_empty() {
+                    let _ = writeln!(err, "{}", summary(plans));
+                }
             }
         }
     }
+}
+
+/// One checked plan's result, for check's summary (and its JSON `plans`).
+#[derive(serde::Serialize)]
+struct PlanTally {
+    file: String,
+    errors: usize,
+    warnings: usize,
+}
+
+/// "3 plans checked: 2 clean, 1 with errors" (parts that are zero left out).
+fn summary(plans: &[PlanTally]) -> String {
+    let errors = plans.iter().filter(|p| p.errors > 0).count();
+    let warnings = plans
+        .iter()
+        .filter(|p| p.errors == 0 && p.warnings > 0)
+        .count();
+    let clean = plans.len() - errors - warnings;
+    let parts: Vec<String> = [
+        (clean, "clean"),
+        (warnings, "with warnings"),
+        (errors, "with errors"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    format!(
+        "{} plan{} checked: {}",
+        plans.len(),
+        plural(plans.len()),
+        parts.join(", ")
+    )
 }
 
 fn plural(n: usize) -> &'static str {
@@ -293,19 +351,33 @@ fn load_rules(files: &[PathBuf], reporter: &mut Reporter) -> Option<RuleSet> {
     }
 }
 
-/// Read and compile one plan, recording diagnostics; the compilation if the
-/// file could be read.
+/// The name a plan read from standard input goes by in diagnostics.
+pub(crate) const STDIN_NAME: &str = "<stdin>";
+
+/// Read a plan: a file, or standard input for `-` (whose relative paths
+/// then resolve against the current directory).
+// A diagnostic is the error value everywhere in rplan (compiler/src/lib.rs).
+#[allow(clippy::result_large_err)]
+pub(crate) fn read_source(path: &Path) -> Result<Source, Diagnostic> {
+    if path == Path::new("-") {
+        Source::from_reader(STDIN_NAME, std::io::stdin().lock())
+    } else {
+        Source::read(path)
+    }
+}
+
+/// Compile one plan that was read (or could not be), recording
+/// diagnostics; the compilation if there was a source.
 fn compile_one(
-    path: &Path,
+    read: Result<Source, Diagnostic>,
     rules: &RuleSet,
     options: &Options,
     reporter: &mut Reporter,
 ) -> Option<Compilation> {
-    let source = match Source::read(path) {
+    let source = match read {
         Ok(s) => s,
         Err(d) => {
             reporter.io_error = true;
-            let d = d.in_file(path.display().to_string());
             reporter.add(d, None);
             return None;
         }
@@ -320,13 +392,32 @@ fn compile_one(
 
 fn check(plans: &[PathBuf], format: Format, flags: &CompileFlags) -> u8 {
     let mut reporter = Reporter::new(format, flags.strict);
+    let mut tallies = Vec::new();
     if let Some(rules) = load_rules(&flags.rules, &mut reporter) {
         for path in plans {
-            compile_one(path, &rules, &flags.options(), &mut reporter);
+            let first = reporter.entries.len();
+            let read = read_source(path).map_err(|d| d.in_file(display_name(path)));
+            compile_one(read, &rules, &flags.options(), &mut reporter);
+            let new = reporter.entries.get(first..).unwrap_or_default();
+            let errors = new.iter().filter(|(d, _)| d.is_error()).count();
+            tallies.push(PlanTally {
+                file: display_name(path),
+                errors,
+                warnings: new.len() - errors,
+            });
         }
     }
-    reporter.finish();
+    reporter.finish(&tallies);
     reporter.exit_code()
+}
+
+/// How a plan argument is named in messages.
+pub(crate) fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
 }
 
 /// Compile one plan for commands that need the result; diagnostics are
@@ -335,10 +426,11 @@ pub(crate) fn compiled(
     path: &Path,
     flags: &CompileFlags,
 ) -> Result<rplan_compiler::CompiledPlan, u8> {
+    let read = read_source(path).map_err(|d| d.in_file(display_name(path)));
     let mut reporter = Reporter::new(Format::Human, flags.strict);
     let result = load_rules(&flags.rules, &mut reporter)
-        .and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
-    reporter.finish();
+        .and_then(|rules| compile_one(read, &rules, &flags.options(), &mut reporter));
+    reporter.finish(&[]);
     match (reporter.exit_code(), result.and_then(|c| c.compiled)) {
         (exit::OK, Some(c)) => Ok(c),
         (exit::OK, None) => Err(exit::ERRORS),
@@ -350,7 +442,7 @@ pub(crate) fn compiled(
 /// the backup's files (missing, of another size or sha256: a damaged
 /// backup) exits `refused` (4, nothing was written), not 1 (a bad plan).
 pub(crate) fn compiled_for_apply(
-    path: &Path,
+    source: Source,
     flags: &CompileFlags,
     refused: u8,
 ) -> Result<rplan_compiler::CompiledPlan, u8> {
@@ -361,8 +453,8 @@ pub(crate) fn compiled_for_apply(
     ];
     let mut reporter = Reporter::new(Format::Human, flags.strict);
     let result = load_rules(&flags.rules, &mut reporter)
-        .and_then(|rules| compile_one(path, &rules, &flags.options(), &mut reporter));
-    reporter.finish();
+        .and_then(|rules| compile_one(Ok(source), &rules, &flags.options(), &mut reporter));
+    reporter.finish(&[]);
     let backup_only = reporter
         .entries
         .iter()
@@ -376,22 +468,31 @@ pub(crate) fn compiled_for_apply(
     }
 }
 
-fn compile_to(plan: &Path, output: &Path, flags: &CompileFlags) -> u8 {
+fn compile_to(plan: &Path, output: Option<&Path>, flags: &CompileFlags) -> u8 {
     let c = match compiled(plan, flags) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let mut text = serde_json::to_string_pretty(&c).unwrap_or_default();
     text.push('\n');
-    write_output(output, &text)
+    write_output(output, text.as_bytes())
 }
 
-fn write_output(output: &Path, text: &str) -> u8 {
-    if output == Path::new("-") {
-        print!("{text}");
-        return exit::OK;
-    }
-    match std::fs::write(output, text) {
+/// Write a command's result to a file, or to stdout for none or `-`.
+pub(crate) fn write_output(output: Option<&Path>, bytes: &[u8]) -> u8 {
+    let Some(output) = output.filter(|o| *o != Path::new("-")) else {
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            Ok(()) => exit::OK,
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            Err(e) => {
+                eprintln!("error: cannot write to stdout: {e}");
+                exit::USAGE
+            }
+        };
+    };
+    match std::fs::write(output, bytes) {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", output.display());
@@ -400,26 +501,10 @@ fn write_output(output: &Path, text: &str) -> u8 {
     }
 }
 
-fn graph(plan: &Path, format: GraphFormat, flags: &CompileFlags) -> u8 {
-    match compiled(plan, flags) {
-        Ok(c) => {
-            print!(
-                "{}",
-                match format {
-                    GraphFormat::Dot => rplan_compiler::graph::dot(&c),
-                    GraphFormat::Mermaid => rplan_compiler::graph::mermaid(&c),
-                }
-            );
-            exit::OK
-        }
-        Err(code) => code,
-    }
-}
-
 fn print_rules(files: &[PathBuf], format: RulesFormat) -> u8 {
     let mut reporter = Reporter::new(Format::Human, false);
     let Some(set) = load_rules(files, &mut reporter) else {
-        reporter.finish();
+        reporter.finish(&[]);
         return reporter.exit_code();
     };
     match format {

@@ -365,7 +365,9 @@ fn forty_thousand_errors_are_capped_in_json_and_for_people() {
         "{}",
         &run.stderr[run.stderr.len().saturating_sub(500)..]
     );
-    assert!(run.stderr.ends_with("10001 errors, 0 warnings\n"));
+    assert!(run
+        .stderr
+        .ends_with("10001 errors, 0 warnings\n1 plan checked: 1 with errors\n"));
 }
 
 // ---- messages that pointed the wrong way

@@ -206,6 +206,10 @@ pub mod codes {
 
     // 06 — step graph
     pub const CYCLE: &str = "RP0601";
+    /// `graph --format svg` needs Graphviz's `dot`, and it is not on PATH.
+    pub const DOT_MISSING: &str = "RP0602";
+    /// `dot` ran but failed to draw the graph.
+    pub const DOT_FAILED: &str = "RP0603";
 
     // 07 — runtime refusals
     pub const TARGET_MISSING: &str = "RP0701";

@@ -44,54 +44,43 @@ impl Source {
     /// than [`MAX_PLAN_BYTES`] is a diagnostic. At most that many bytes
     /// (plus one) are read, so `/dev/zero` or a huge file costs no memory.
     pub fn read(path: &Path) -> Result<Source, Diagnostic> {
-        use std::io::Read;
-        let cannot = |e: std::io::Error| {
-            Diagnostic::error(
-                codes::CANNOT_READ,
-                "",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        };
-        let too_large = || {
-            Diagnostic::error(
-                codes::PLAN_TOO_LARGE,
-                "",
-                format!(
-                    "{} is larger than {}: not a recovery plan",
-                    path.display(),
-                    crate::size::human_bytes(MAX_PLAN_BYTES)
-                ),
-            )
-            .help("a plan describes disks and stages in a few KiB; check the file name")
-        };
-        let file = std::fs::File::open(path).map_err(cannot)?;
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| cannot_read(&name, e))?;
         if file
             .metadata()
             .is_ok_and(|m| m.is_file() && m.len() > MAX_PLAN_BYTES)
         {
-            return Err(too_large());
+            return Err(too_large(&name));
         }
+        let mut source = Source::from_reader(&name, file)?;
+        source.path = Some(path.to_path_buf());
+        Ok(source)
+    }
+
+    /// Read a plan from a stream (standard input): the same limits as
+    /// [`Source::read`]; with no file, relative paths in it are resolved
+    /// against the current directory.
+    pub fn from_reader(name: &str, reader: impl std::io::Read) -> Result<Source, Diagnostic> {
+        use std::io::Read;
         let mut bytes = Vec::new();
-        file.take(MAX_PLAN_BYTES + 1)
+        reader
+            .take(MAX_PLAN_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(cannot)?;
+            .map_err(|e| cannot_read(name, e))?;
         if bytes.len() as u64 > MAX_PLAN_BYTES {
-            return Err(too_large());
+            return Err(too_large(name));
         }
         let text = String::from_utf8(bytes).map_err(|e| {
             Diagnostic::error(
                 codes::CANNOT_READ,
                 "",
                 format!(
-                    "{} is not UTF-8 text (byte {})",
-                    path.display(),
+                    "{name} is not UTF-8 text (byte {})",
                     e.utf8_error().valid_up_to()
                 ),
             )
         })?;
-        let mut source = Source::new(path.display().to_string(), text);
-        source.path = Some(path.to_path_buf());
-        Ok(source)
+        Ok(Source::new(name, text))
     }
 
     /// The directory relative paths in this file are resolved against.
@@ -102,6 +91,22 @@ impl Source {
             .map(Path::to_path_buf)
             .unwrap_or_default()
     }
+}
+
+fn cannot_read(name: &str, e: std::io::Error) -> Diagnostic {
+    Diagnostic::error(codes::CANNOT_READ, "", format!("cannot read {name}: {e}"))
+}
+
+fn too_large(name: &str) -> Diagnostic {
+    Diagnostic::error(
+        codes::PLAN_TOO_LARGE,
+        "",
+        format!(
+            "{name} is larger than {}: not a recovery plan",
+            crate::size::human_bytes(MAX_PLAN_BYTES)
+        ),
+    )
+    .help("a plan describes disks and stages in a few KiB; check the file name")
 }
 
 /// Parse YAML into a JSON value. Syntax errors come back as one diagnostic
