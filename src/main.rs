@@ -5,10 +5,11 @@
 mod apply;
 mod graph;
 mod inspect;
+mod manual;
 mod report;
 mod ui;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use report::Format;
 use rplan_compiler::{codes, Compilation, Diagnostic, Options, RuleSet, Severity, Source};
 use std::io::Write;
@@ -103,6 +104,10 @@ enum Command {
         #[arg(value_enum)]
         which: SchemaKind,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one per subcommand with --dir.
+    Man(manual::ManArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,6 +169,8 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::DryRun(args) => apply::dry_run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Completions(args) => manual::completions(args, Cli::command()),
+        Command::Man(args) => manual::man(args, Cli::command()),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),
