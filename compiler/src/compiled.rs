@@ -12,25 +12,33 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT_VERSION: u32 = 1;
 
+/// A compiled plan: the step DAG `rplan compile` writes and `rplan apply`
+/// and `rplan dry-run` carry out (refused when stale).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "rplan compiled plan", extend("$id" = "https://rplan.dev/schemas/compiled.schema.json"))]
+#[schemars(title = "rplan compiled plan", extend("$id" = "https://raw.githubusercontent.com/rplan/rplan/main/schemas/compiled.schema.json"))]
 pub struct CompiledPlan {
+    /// The compiled plan format's version.
     pub format_version: u32,
     /// sha256 of the canonical plan, the rules used and the artifact hashes.
     pub plan_hash: String,
+    /// The plan's `name`.
     pub name: String,
     /// The compatibility rule that allows this restore (`ruleset#row`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// Bytes per second the estimates assume.
     pub throughput: u64,
+    /// The backup's artifacts, paths resolved.
     #[serde(default)]
     pub artifacts: Vec<CArtifact>,
+    /// The disks, partitions laid out in bytes.
     #[serde(default)]
     pub disks: Vec<CDisk>,
+    /// The dynamic volumes.
     #[serde(default)]
     pub volumes: Vec<CVolume>,
+    /// The escalation ladder with each stage's steps.
     pub stages: Vec<CStage>,
     /// A topological order of every step id, stage by stage.
     pub order: Vec<String>,
@@ -41,20 +49,27 @@ pub struct CompiledPlan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CArtifact {
+    /// The artifact's id.
     pub id: String,
     /// Path as resolved from the plan's directory and `backup.root`.
     pub path: String,
+    /// How the file is stored.
     pub format: ArtifactFormat,
+    /// Bytes once decompressed, if stated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// sha256 of the decompressed bytes.
     pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CDisk {
+    /// The disk's id.
     pub id: String,
+    /// Needed to start the computer.
     pub critical: bool,
+    /// `mbr` or `gpt`.
     pub table: TableKind,
     /// MBR disk signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,9 +77,11 @@ pub struct CDisk {
     /// GPT disk GUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guid: Option<uuid::Uuid>,
+    /// Logical sector size in bytes.
     pub sector_size: u32,
     /// The smallest target, bytes.
     pub min_size: u64,
+    /// The partitions, in table order.
     pub partitions: Vec<CPartition>,
     /// The artifact whose first 440 bytes are the MBR boot code to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +91,7 @@ pub struct CDisk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CPartition {
+    /// The partition's id.
     pub id: String,
     /// Table entry number, 1-based (MBR logical partitions from 5).
     pub number: u32,
@@ -92,12 +110,16 @@ pub struct CPartition {
     /// GPT partition GUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guid: Option<uuid::Uuid>,
+    /// GPT partition name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// MBR active flag.
     pub bootable: bool,
+    /// MBR: inside the extended container.
     pub logical: bool,
     /// Its disk is critical.
     pub critical: bool,
+    /// What goes into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
     /// The volume this partition is a member of.
@@ -108,21 +130,29 @@ pub struct CPartition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CMember {
+    /// The member's disk id.
     pub disk: String,
+    /// The member's partition id.
     pub partition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CVolume {
+    /// The volume's id.
     pub id: String,
+    /// How the members combine.
     pub layout: Layout,
+    /// The member partitions.
     pub members: Vec<CMember>,
+    /// Stripe size in bytes (striped and raid5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_size: Option<u64>,
+    /// Needed to start the computer.
     pub critical: bool,
     /// Usable bytes on the smallest targets.
     pub usable_size: u64,
+    /// What goes into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
 }
@@ -130,13 +160,19 @@ pub struct CVolume {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CStage {
+    /// The stage's id.
     pub id: String,
+    /// The stage's kind.
     pub kind: StageKind,
+    /// Its place on the ladder (gentler lower).
     pub rank: u32,
+    /// The stage's time limit, seconds.
     pub timeout_s: u64,
     /// Whether `timeout_s` was written in the plan or is rplan's default.
     pub timeout_defaulted: bool,
+    /// The stage's steps.
     pub steps: Vec<CStep>,
+    /// Estimated seconds for the whole stage.
     pub estimate_s: u64,
 }
 
@@ -164,15 +200,23 @@ pub enum StepKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CStep {
+    /// The step's id, unique in the plan.
     pub id: String,
+    /// What the step does.
     pub kind: StepKind,
+    /// Ids of steps that must finish first.
     pub after: Vec<String>,
+    /// A failure fails the stage.
     pub critical: bool,
+    /// Estimated seconds.
     pub estimate_s: u64,
+    /// The disk it works on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<String>,
+    /// The partition it works on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// The volume it works on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
     /// Commands: argv.
@@ -181,6 +225,7 @@ pub struct CStep {
     /// Manual actions: the instruction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Time limit, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
     /// Human summary, e.g. "restore system-image (2 GiB) into disk0/system".

@@ -18,13 +18,15 @@ pub const LANGUAGE_PATTERN: &str = "^[a-z]{2}$";
 /// A recovery plan for one machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "rplan recovery plan", extend("$id" = "https://rplan.dev/schemas/plan.schema.json"))]
+#[schemars(title = "rplan recovery plan", extend("$id" = "https://raw.githubusercontent.com/rplan/rplan/main/schemas/plan.schema.json"))]
 pub struct Plan {
     /// Plan format version; only 1 exists.
     #[schemars(range(min = 1, max = 1))]
+    #[schemars(example = 1)]
     pub version: u32,
     /// The machine's name; it also names the apply journal's file.
     #[schemars(length(min = 1, max = 128))]
+    #[schemars(example = &"accounting-pc-07")]
     pub name: String,
     /// The machine when the backup was taken.
     pub system: System,
@@ -33,6 +35,7 @@ pub struct Plan {
     /// The ASR backup set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// The physical disks to recreate, each with its partition table and partitions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<Disk>,
     /// Dynamic volumes across partitions.
@@ -51,12 +54,15 @@ pub enum Os {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct System {
+    /// The operating system at backup time; only `windows-xp`.
     pub os: Os,
     /// A build id from the ruleset, e.g. `sp2-slipstream`.
     #[schemars(length(min = 1))]
+    #[schemars(example = &"sp2-slipstream", example = &"rtm+sp1")]
     pub build: String,
     /// ISO 639-1 language code, e.g. `en`.
     #[schemars(pattern(LANGUAGE_PATTERN))]
+    #[schemars(example = &"en")]
     pub language: String,
     /// The Windows XP edition: what the platform rules allow depends on it
     /// (media-center and tablet are Professional underneath). When absent,
@@ -126,6 +132,7 @@ impl Arch {
 pub struct Media {
     /// A build id from the ruleset.
     #[schemars(length(min = 1))]
+    #[schemars(example = &"sp2-slipstream")]
     pub build: String,
     /// ISO 639-1 code; defaults to `system.language`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,10 +143,14 @@ pub struct Media {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backup {
+    /// The backup set's name, e.g. the date it was taken.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"full-2026-11-20")]
     pub id: Id,
     /// Directory of the artifacts, relative to the plan file.
+    #[schemars(example = &"backups/pc07")]
     pub root: String,
+    /// The files of the backup set: images to restore and files to install.
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
 }
@@ -158,14 +169,18 @@ pub enum ArtifactFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
+    /// The artifact's id, used by `content.image`, `files[].artifact` and `boot_code.artifact`.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"system-image")]
     pub id: Id,
     /// Path relative to `backup.root`.
     #[schemars(length(min = 1))]
     pub path: String,
+    /// How the file is stored: `raw`, `raw-zstd` (images) or `file` (installed as is).
     pub format: ArtifactFormat,
     /// Size in bytes once decompressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"2GiB")]
     pub size: Option<Size>,
     /// sha256 of the decompressed bytes, lowercase hex.
     #[schemars(pattern(r"^[0-9a-fA-F]{64}$"))]
@@ -182,15 +197,19 @@ pub enum TableKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Disk {
+    /// The disk's id; `--target ID=PATH` names the device or image it is restored onto.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"disk0")]
     pub id: Id,
     /// Needed to start the computer: a failure on it fails the ASR stage.
     #[serde(default)]
     pub critical: bool,
+    /// The partition table: `mbr` or `gpt`.
     pub table: TableKind,
     /// MBR disk signature, 32-bit hex, e.g. `"0x1a2b3c4d"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^0[xX][0-9a-fA-F]{1,8}$"))]
+    #[schemars(example = &"0x1a2b3c4d")]
     pub signature: Option<String>,
     /// GPT disk GUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,7 +219,9 @@ pub struct Disk {
     #[schemars(extend("enum" = [512, 4096]))]
     pub sector_size: u32,
     /// The smallest target this plan fits.
+    #[schemars(example = &"80GiB")]
     pub size: Size,
+    /// The partitions, in table order.
     #[serde(default)]
     pub partitions: Vec<Partition>,
     /// MBR boot code to write: a `file` artifact of 440 to 512 bytes (an
@@ -245,15 +266,20 @@ pub enum Rest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Partition {
+    /// The partition's id, unique on its disk; volumes name it as `disk/partition`.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"system")]
     pub id: Id,
     /// Offset from the start of the disk; default: packed after the previous one, 1 MiB aligned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<Size>,
+    /// The partition's size, or `rest` for the remainder of the target disk (at most one per disk, and last).
+    #[schemars(example = &"40GiB", example = &"rest")]
     pub size: PartSize,
     /// An alias (ntfs, fat32, fat16, ext4, linux, efi, msr, ldm), an MBR type byte `"0x07"`, or a GPT type GUID.
     #[serde(rename = "type")]
     #[schemars(length(min = 1))]
+    #[schemars(example = &"ntfs", example = &"0x07")]
     pub kind: String,
     /// MBR active flag.
     #[serde(default)]
@@ -268,6 +294,7 @@ pub struct Partition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 36))]
     pub name: Option<String>,
+    /// What goes into the partition: an image to restore, or a filesystem to make and files to copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
 }
@@ -321,9 +348,12 @@ impl std::fmt::Display for Fs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Format {
+    /// The filesystem to make: `fat16`, `fat32`, `ext4` or `ntfs`.
     pub fs: Fs,
+    /// The filesystem's label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 32))]
+    #[schemars(example = &"BOOT")]
     pub label: Option<String>,
 }
 
@@ -363,17 +393,24 @@ impl Layout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
+    /// The volume's id.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"data")]
     pub id: Id,
+    /// How the members combine: `simple`, `spanned`, `striped`, `mirrored` or `raid5` (Windows dynamic disks).
     pub layout: Layout,
     /// Member partitions as `disk/partition`.
     #[schemars(length(min = 1))]
+    #[schemars(example = ["disk1/data", "disk2/data"])]
     pub members: Vec<String>,
     /// Striped and raid5 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"64KiB")]
     pub stripe_size: Option<Size>,
+    /// Needed to start the computer: a failure on it fails the ASR stage, and its member disks must be critical.
     #[serde(default)]
     pub critical: bool,
+    /// What goes into the volume: an image, or a filesystem and files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
 }
@@ -411,15 +448,20 @@ impl StageKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
+    /// The stage's id, unique in the plan.
     #[schemars(pattern(ID_PATTERN))]
+    #[schemars(example = &"safe-mode")]
     pub id: Id,
+    /// `safe-mode`, `last-known-good`, `asr` (its steps come from disks, volumes and backup) or `custom` (with `rank`).
     pub kind: StageKind,
     /// Custom stages: where on the ladder (safe-mode 10, last-known-good 20, asr 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<u32>,
     /// The whole stage's time limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"15m")]
     pub timeout: Option<Duration>,
+    /// What the stage does, in order unless `after` says otherwise; an ASR stage has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
     /// The probe that decides whether the stage worked.
@@ -432,17 +474,23 @@ pub struct Stage {
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["manual"]}, {"required": ["run"]}]))]
 pub struct Action {
+    /// An id other actions of the stage can name in `after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ID_PATTERN))]
     pub id: Option<Id>,
+    /// An instruction for the operator, who says whether it worked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
+    #[schemars(example = &"Boot with F8, choose Safe Mode, check the event log")]
     pub manual: Option<String>,
     /// argv, never a shell string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
+    #[schemars(example = ["/usr/local/sbin/bmc-boot", "pc07", "safe"])]
     pub run: Option<Vec<String>>,
+    /// The command's time limit, e.g. `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"2m")]
     pub timeout: Option<Duration>,
     /// Ids of actions of the same stage that must finish first (default: the previous one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -455,6 +503,8 @@ pub struct Probe {
     /// argv of the probe; exit 0 means the stage succeeded.
     #[schemars(length(min = 1))]
     pub run: Vec<String>,
+    /// The probe's time limit, e.g. `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"5m")]
     pub timeout: Option<Duration>,
 }

@@ -27,7 +27,7 @@ pub const PLATFORM_TEXT: &str = include_str!("../rules/xp-platform.yaml");
 /// One ruleset file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "rplan compatibility ruleset", extend("$id" = "https://rplan.dev/schemas/rules.schema.json"))]
+#[schemars(title = "rplan compatibility ruleset", extend("$id" = "https://raw.githubusercontent.com/rplan/rplan/main/schemas/rules.schema.json"))]
 pub struct RulesetFile {
     /// Short name, used to cite rules (`name#row`).
     #[schemars(pattern(crate::model::ID_PATTERN))]
@@ -40,6 +40,7 @@ pub struct RulesetFile {
     /// Notes that apply to every supported pair of the listed languages.
     #[serde(default)]
     pub notes: Vec<Note>,
+    /// Rules: which backup build restores from which media.
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Platform facts: what the restored system can boot and see.
@@ -78,7 +79,9 @@ pub struct PlatformFact {
     /// id replaces this one.
     #[schemars(pattern(crate::model::ID_PATTERN))]
     pub id: String,
+    /// What the fact checks.
     pub check: FactCheck,
+    /// `error` or `warning` when a plan breaks it.
     #[serde(default)]
     pub severity: FactSeverity,
     /// Editions it applies to; none listed: every edition.
@@ -127,7 +130,9 @@ pub struct SourcedFact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
+    /// The build id plans use (`system.build`, `media.build`).
     #[schemars(length(min = 1))]
+    #[schemars(example = &"sp2-slipstream")]
     pub id: String,
     /// How the source names this build on the computer at backup time.
     pub backup: String,
@@ -139,6 +144,7 @@ pub struct Build {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Note {
+    /// The note as people read it.
     pub text: String,
     /// Languages (ISO 639-1) this note warns about.
     #[serde(default)]
@@ -159,6 +165,7 @@ pub struct Rule {
     pub backup: String,
     /// Build id of the restore media.
     pub media: String,
+    /// `supported` or `unsupported`.
     pub verdict: Verdict,
     /// Languages this supported pair does not cover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

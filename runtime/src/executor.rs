@@ -72,12 +72,15 @@ pub struct ApplyOptions {
 /// What a dry-run found: the path up the ladder, the steps with their
 /// estimates, and what would change on each target.
 #[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
+#[schemars(title = "rplan dry-run report", extend("$id" = "https://raw.githubusercontent.com/rplan/rplan/main/schemas/dry-run.schema.json"))]
 pub struct DryRunReport {
     /// The outcome modelled: "worst case: … fail, so `asr` runs" or
     /// "modelled: `safe-mode` succeeds".
     #[serde(default)]
     pub scenario: String,
+    /// The steps on the simulated path, in order, with their outcome.
     pub steps: Vec<SimStep>,
+    /// Each target: before → after, and the bytes that would change.
     pub disks: Vec<SimDisk>,
     /// Sum of the estimates of the steps on the simulated path.
     pub rto_estimate_s: u64,
@@ -85,11 +88,15 @@ pub struct DryRunReport {
 
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SimStep {
+    /// The stage the step belongs to.
     pub stage: String,
+    /// The step's id.
     pub step: String,
+    /// What the step does.
     pub description: String,
     /// ok, unchanged, failed or skipped.
     pub outcome: String,
+    /// Estimated seconds.
     pub estimate_s: u64,
 }
 
@@ -106,7 +113,9 @@ pub struct SimDisk {
 
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct SimChange {
+    /// First byte that would change.
     pub start: u64,
+    /// How many bytes.
     pub len: u64,
     /// `partition table`, `partition <id>`, or `outside declared ranges`.
     pub within: String,

@@ -17,12 +17,17 @@ use rplan_compiler::model::Content;
 /// One disk's before → after.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct DiskPreview {
+    /// The plan's disk id.
     pub disk: String,
+    /// The device or image file it goes onto.
     pub target: String,
     /// The target's size in bytes.
     pub size: u64,
+    /// What is on the target now, and what happens to each thing.
     pub before: Vec<BeforeItem>,
+    /// What the plan puts on the target.
     pub after: Vec<AfterItem>,
+    /// Data that is gone once the plan has run.
     pub destroyed: Vec<Destroyed>,
 }
 
@@ -36,7 +41,9 @@ pub struct BeforeItem {
     /// Partition number (sfdisk's numbering).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<u32>,
+    /// Offset in bytes.
     pub start: u64,
+    /// Length in bytes.
     pub size: u64,
     /// Table kind and identity, MBR type byte or GPT type GUID.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,10 +51,13 @@ pub struct BeforeItem {
     /// Filesystem or other signature (blkid's TYPE).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fs: Option<String>,
+    /// Filesystem label.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Filesystem UUID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    /// Bytes in use, where the filesystem says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used: Option<u64>,
     /// The plan's partitions that take its place.
@@ -64,9 +74,11 @@ pub struct AfterItem {
     pub what: String,
     /// The plan's id for it (partition id; disk id for the table).
     pub id: String,
+    /// Offset in bytes.
     pub start: u64,
     /// On the real target (`rest` resolved).
     pub size: u64,
+    /// MBR type byte or GPT type GUID; the table kind for the table.
     pub r#type: String,
     /// What goes into it: `restore system-image (16 MiB)`, `format ntfs `DATA``…
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,10 +90,12 @@ pub struct AfterItem {
 pub struct Destroyed {
     /// `ext4 `HOME``, `partition 2 (no filesystem)`, `GPT partition table`.
     pub what: String,
+    /// Partition number, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
     /// Bytes (0 for a partition table).
     pub size: u64,
+    /// Bytes in use, where the filesystem says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used: Option<u64>,
 }
