@@ -4,6 +4,7 @@
 
 mod apply;
 mod graph;
+mod init;
 mod inspect;
 mod manual;
 mod report;
@@ -104,6 +105,8 @@ enum Command {
         #[arg(value_enum)]
         which: SchemaKind,
     },
+    /// Write a commented starter plan (asks on a terminal; flags otherwise).
+    Init(init::InitArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(manual::CompletionsArgs),
     /// Print the manual page (roff), or write one per subcommand with --dir.
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::DryRun(args) => apply::dry_run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Init(args) => init::run(args),
         Command::Completions(args) => manual::completions(args, Cli::command()),
         Command::Man(args) => manual::man(args, Cli::command()),
         Command::Schema { which } => {
