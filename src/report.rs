@@ -108,24 +108,61 @@ pub fn sarif(items: &[Located]) -> Value {
     let results: Vec<Value> = items
         .iter()
         .map(|l| {
-            let mut region = json!({});
-            if let (Some(line), Some(col)) = (l.line, l.column) {
-                region = json!({"startLine": line, "startColumn": col});
-            }
-            let text = match &l.diag.help {
+            let here = match (l.source, l.offset) {
+                (Some(src), Some(offset)) => region(src, offset, l.len),
+                _ => json!({}),
+            };
+            // The "see …" places: related locations, linked from the message.
+            let related: Vec<(Value, &str)> = l
+                .source
+                .map(|src| {
+                    l.diag
+                        .related
+                        .iter()
+                        .filter_map(|(pointer, text)| {
+                            let s = src.spans.value(pointer)?;
+                            Some((region(src, s.offset, s.len), text.as_str()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut text = match &l.diag.help {
                 Some(h) => format!("{} (help: {h})", l.diag.message),
                 None => l.diag.message.clone(),
             };
-            json!({
+            if !related.is_empty() {
+                let links: Vec<String> = related
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, t))| format!("[{}]({})", sarif_escape(t), i + 1))
+                    .collect();
+                text = format!("{} (see {})", sarif_escape(&text), links.join("; "));
+            }
+            let related: Vec<Value> = related
+                .into_iter()
+                .enumerate()
+                .map(|(i, (region, t))| {
+                    json!({
+                        "id": i + 1,
+                        "physicalLocation": {"artifactLocation": {"uri": l.file}, "region": region},
+                        "message": {"text": t}
+                    })
+                })
+                .collect();
+            let mut result = json!({
                 "ruleId": l.diag.code,
                 "ruleIndex": codes.iter().position(|c| *c == l.diag.code),
                 "level": match l.diag.severity { Severity::Error => "error", Severity::Warning => "warning" },
                 "message": {"text": text},
                 "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": l.file}, "region": region},
+                    "physicalLocation": {"artifactLocation": {"uri": l.file}, "region": here},
                     "logicalLocations": [{"fullyQualifiedName": l.diag.pointer, "kind": "member"}]
                 }]
-            })
+            });
+            if !related.is_empty() {
+                result["relatedLocations"] = json!(related);
+            }
+            result
         })
         .collect();
     json!({
@@ -138,9 +175,28 @@ pub fn sarif(items: &[Located]) -> Value {
                 "informationUri": "https://github.com/rplan/rplan",
                 "rules": rules
             }},
+            "columnKind": "unicodeCodePoints",
             "results": results
         }]
     })
+}
+
+/// A SARIF region from a byte span: 1-based lines, columns in code points
+/// (the run says `unicodeCodePoints`), the end column just past the span.
+fn region(src: &Source, offset: usize, len: usize) -> Value {
+    let (line, col) = src.spans.line_col(&src.text, offset);
+    let (end_line, end_col) = src
+        .spans
+        .line_col(&src.text, offset.saturating_add(len.max(1)));
+    json!({"startLine": line, "startColumn": col, "endLine": end_line, "endColumn": end_col})
+}
+
+/// SARIF message text: `[` and `]` are link syntax, so literal ones are
+/// escaped (SARIF 2.1.0 §3.11.6).
+fn sarif_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('[', "\\[")
+        .replace(']', "\\]")
 }
 
 /// At most this many diagnostics are drawn for a person; the rest are
