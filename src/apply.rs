@@ -222,7 +222,7 @@ pub fn run(args: ApplyArgs) -> u8 {
         temp_dir: args.temp_dir,
         confirm,
         dry_run: None,
-        own_files: vec![("the plan".to_string(), args.plan.clone())],
+        own_files: own_files(&args.plan),
         color: crate::ui::color_stderr(),
         manual: Box::new(|text: &str| {
             ask(&format!(
@@ -261,6 +261,15 @@ fn unanswerable_manual(plan: &CompiledPlan) -> Option<Diagnostic> {
         )
         .help("run rplan on a terminal, or pass --skip-manual to count manual actions as failed (the next stage, ASR included, then runs)"),
     )
+}
+
+/// The plan's own file, which no target may be; none when it came on stdin.
+fn own_files(plan: &Path) -> Vec<(String, PathBuf)> {
+    if plan == Path::new("-") {
+        Vec::new()
+    } else {
+        vec![("the plan".to_string(), plan.to_path_buf())]
+    }
 }
 
 fn observer(format: EventFormat) -> Box<dyn Observer> {
@@ -514,7 +523,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         confirm: None,
         manual: Box::new(|_| false),
         dry_run: Some(failing),
-        own_files: vec![("the plan".to_string(), args.plan.clone())],
+        own_files: own_files(&args.plan),
         color: false,
         boot_code,
     };

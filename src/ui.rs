@@ -71,3 +71,26 @@ pub fn color_stdout() -> bool {
 pub fn quiet() -> bool {
     flags().quiet
 }
+
+/// clap's own output (help, usage errors) is written before the flags are
+/// parsed: find `--color` in the raw arguments so that it follows the
+/// flag too (clap's `auto` already honours NO_COLOR).
+pub fn clap_color(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    let mut value = None;
+    let mut iter = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            break;
+        }
+        if let Some(v) = arg.strip_prefix("--color=") {
+            value = Some(v.to_string());
+        } else if arg == "--color" {
+            value = iter.next().map(|v| v.to_string());
+        }
+    }
+    match value.as_deref() {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    }
+}

@@ -145,6 +145,12 @@ fn colour_follows_the_terminal_no_color_and_the_flag() {
     assert!(!on_terminal(&format!("--color never check {bad}"), None).contains(ESC));
     assert!(on_terminal(&format!("check --color always {bad}"), Some("1")).contains(ESC));
 
+    // clap's own help and usage errors follow the same rules.
+    assert!(on_terminal("--help", None).contains(ESC));
+    assert!(!on_terminal("--help", Some("1")).contains(ESC));
+    assert!(!on_terminal("check --help --color never", None).contains(ESC));
+    assert!(!on_terminal("check --color=never --bogus", None).contains(ESC));
+
     // Through a pipe: plain by default, coloured when asked.
     let piped = Rplan::new().args(["check", &bad]).run().code(1);
     assert!(!piped.stderr.contains(ESC));
