@@ -51,6 +51,10 @@ pub struct ApplyArgs {
     /// `boot_code`.
     #[arg(long, value_name = "FILE")]
     boot_code: Option<PathBuf>,
+    /// Also write a self-contained HTML page (step graph, timeline, stage
+    /// results, estimated time to recover) to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     flags: CompileFlags,
 }
@@ -234,8 +238,49 @@ pub fn run(args: ApplyArgs) -> u8 {
         }),
     };
     let mut observer = observer(args.format);
-    let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, None, args.flags.strict)
+    let (outcome, report) =
+        executor::apply_with_report(&plan, &args.targets, options, observer.as_mut());
+    let code = finish(&outcome, args.format, None, args.flags.strict);
+    write_html(args.report.as_deref(), &plan, "apply", &report, &outcome, code)
+}
+
+/// `--report FILE`: the HTML page of a run that got going (a refused run
+/// has nothing to show). The run's exit code, unless the page cannot be
+/// written (RP0830, exit 2).
+fn write_html(
+    path: Option<&Path>,
+    plan: &CompiledPlan,
+    command: &str,
+    report: &DryRunReport,
+    outcome: &Outcome,
+    code: u8,
+) -> u8 {
+    let recovered = match outcome {
+        Outcome::Recovered { stage, .. } => Some(stage.as_str()),
+        Outcome::AllFailed { .. } => None,
+        _ => return code,
+    };
+    let Some(path) = path else {
+        return code;
+    };
+    let page = crate::report_html::Page {
+        plan,
+        command,
+        report,
+        recovered,
+        exit: code,
+    };
+    match std::fs::write(path, crate::report_html::render(&page)) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!(
+                "error[{}]: cannot write the report {}: {e}",
+                codes::REPORT_WRITE,
+                path.display()
+            );
+            exit::USAGE
+        }
+    }
 }
 
 /// A plan with manual actions and nobody to answer them: every one would
@@ -433,7 +478,7 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
     out
 }
 
-fn duration(s: u64) -> String {
+pub(crate) fn duration(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
@@ -470,6 +515,11 @@ pub struct DryRunArgs {
     /// `json`: events as JSON lines, then the report in the result line.
     #[arg(long, value_enum, default_value = "human")]
     format: EventFormat,
+    /// Also write a self-contained HTML page to FILE: the step graph, each
+    /// disk's before → after, the timeline, each stage's result and the
+    /// estimated time to recover.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     flags: CompileFlags,
 }
@@ -531,7 +581,15 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         color: std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
-    finish(&outcome, args.format, Some(&scenario), args.flags.strict)
+    let code = finish(&outcome, args.format, Some(&scenario), args.flags.strict);
+    write_html(
+        args.report.as_deref(),
+        &plan,
+        "dry-run",
+        &scenario.report,
+        &outcome,
+        code,
+    )
 }
 
 /// Which stages fail in the simulation, and the sentence that says so.

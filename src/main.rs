@@ -5,6 +5,7 @@
 mod apply;
 mod inspect;
 mod report;
+mod report_html;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use report::Format;

@@ -231,6 +231,8 @@ pub mod codes {
     pub const COMMAND_FAILED: &str = "RP0803";
     pub const COMMAND_TIMEOUT: &str = "RP0804";
     pub const TOOL_MISSING: &str = "RP0805";
+    /// The HTML report (`--report FILE`) could not be written.
+    pub const REPORT_WRITE: &str = "RP0830";
 }
 
 /// What a code's category covers (DESIGN.md "Diagnostics").

@@ -441,6 +441,17 @@ pub fn apply(
     execute(plan, targets, opts, obs).0
 }
 
+/// [`apply`], keeping what the run did (its timeline) for `--report`; a
+/// real target is not simulated, so the report has no disks.
+pub fn apply_with_report(
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+    opts: ApplyOptions,
+    obs: &mut dyn Observer,
+) -> (Outcome, DryRunReport) {
+    execute(plan, targets, opts, obs)
+}
+
 /// Simulate: the very same steps against the real targets opened read-only
 /// under an [`Overlay`]. Commands are not run: a stage named in
 /// `opts.dry_run` fails, the others succeed. Nothing is written anywhere,
