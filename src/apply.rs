@@ -241,7 +241,14 @@ pub fn run(args: ApplyArgs) -> u8 {
     let (outcome, report) =
         executor::apply_with_report(&plan, &args.targets, options, observer.as_mut());
     let code = finish(&outcome, args.format, None, args.flags.strict);
-    write_html(args.report.as_deref(), &plan, "apply", &report, &outcome, code)
+    write_html(
+        args.report.as_deref(),
+        &plan,
+        "apply",
+        &report,
+        &outcome,
+        code,
+    )
 }
 
 /// `--report FILE`: the HTML page of a run that got going (a refused run

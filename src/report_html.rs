@@ -226,11 +226,7 @@ fn bar(size: u64, segments: &[(u64, u64, &str, String)]) -> String {
         if w > 60.0 {
             let chars = (w / 7.0) as usize;
             let shown: String = text.chars().take(chars).collect();
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"19\">{shown}</text>",
-                x + 6.0
-            );
+            let _ = write!(out, "<text x=\"{:.1}\" y=\"19\">{shown}</text>", x + 6.0);
         }
         out.push_str("</g>");
     }
@@ -331,10 +327,7 @@ fn disk(out: &mut String, d: &SimDisk) {
         out.push_str(&gone.join("; "));
         out.push_str("</p>");
     }
-    let changed: u64 = d
-        .changes
-        .iter()
-        .fold(0_u64, |a, c| a.saturating_add(c.len));
+    let changed: u64 = d.changes.iter().fold(0_u64, |a, c| a.saturating_add(c.len));
     let _ = write!(
         out,
         "<p class=\"muted\">{}</p></div>",
