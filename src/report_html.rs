@@ -122,9 +122,9 @@ pub fn render(page: &Page) -> String {
     );
     disks(&mut out, page);
     timeline(&mut out, page);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</main><footer>rplan {} · plan hash <code>{}</code> · exit code {}</footer></body></html>\n",
+        "</main><footer>rplan {} · plan hash <code>{}</code> · exit code {}</footer></body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&page.plan.plan_hash),
         page.exit

@@ -213,7 +213,7 @@ fn columns(stage: &rplan_compiler::compiled::CStage) -> Vec<Vec<usize>> {
         columns[l].push(i);
     }
     let mut row = vec![0.0_f64; stage.steps.len()];
-    for c in 0..columns.len() {
+    for (c, column) in columns.iter_mut().enumerate() {
         if c > 0 {
             let key = |i: usize| {
                 let ps = &preds[i];
@@ -223,9 +223,9 @@ fn columns(stage: &rplan_compiler::compiled::CStage) -> Vec<Vec<usize>> {
                     ps.iter().map(|&p| row[p]).sum::<f64>() / ps.len() as f64
                 }
             };
-            columns[c].sort_by(|&a, &b| key(a).total_cmp(&key(b)));
+            column.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
         }
-        for (r, &i) in columns[c].iter().enumerate() {
+        for (r, &i) in column.iter().enumerate() {
             row[i] = r as f64;
         }
     }
