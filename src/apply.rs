@@ -238,8 +238,7 @@ pub fn run(args: ApplyArgs) -> u8 {
         }),
     };
     let mut observer = observer(args.format);
-    let (outcome, report) =
-        executor::apply_with_report(&plan, &args.targets, options, observer.as_mut());
+    let (outcome, report) = executor::apply(&plan, &args.targets, options, observer.as_mut());
     let code = finish(&outcome, args.format, None, args.flags.strict);
     write_html(
         args.report.as_deref(),

@@ -432,18 +432,9 @@ fn prepare(
     Ok((opened, journal))
 }
 
+/// Carry out the plan: how it ended, and what the run did (its timeline,
+/// for `--report`; a real target is not simulated, so no disks).
 pub fn apply(
-    plan: &CompiledPlan,
-    targets: &[TargetArg],
-    opts: ApplyOptions,
-    obs: &mut dyn Observer,
-) -> Outcome {
-    execute(plan, targets, opts, obs).0
-}
-
-/// [`apply`], keeping what the run did (its timeline) for `--report`; a
-/// real target is not simulated, so the report has no disks.
-pub fn apply_with_report(
     plan: &CompiledPlan,
     targets: &[TargetArg],
     opts: ApplyOptions,
