@@ -208,7 +208,8 @@ fn mark_class(change: &str) -> &'static str {
     }
 }
 
-/// A disk drawn to scale: one row of segments, partitions where they sit.
+/// A disk drawn to scale: one row of segments, partitions where they sit
+/// (`text` unescaped: it is cut to fit, then escaped).
 fn bar(size: u64, segments: &[(u64, u64, &str, String)]) -> String {
     const W: f64 = 900.0;
     let scale = |b: u64| (b as f64 / size.max(1) as f64 * W).clamp(0.0, W);
@@ -220,13 +221,19 @@ fn bar(size: u64, segments: &[(u64, u64, &str, String)]) -> String {
         let (x, w) = (scale(*start), scale(*len).max(2.0));
         let _ = write!(
             out,
-            "<g><title>{text}</title><rect class=\"seg-{}\" x=\"{x:.1}\" y=\"2\" width=\"{w:.1}\" height=\"26\" rx=\"3\"/>",
+            "<g><title>{}</title><rect class=\"seg-{}\" x=\"{x:.1}\" y=\"2\" width=\"{w:.1}\" height=\"26\" rx=\"3\"/>",
+            esc(text),
             mark_class(change)
         );
         if w > 60.0 {
             let chars = (w / 7.0) as usize;
             let shown: String = text.chars().take(chars).collect();
-            let _ = write!(out, "<text x=\"{:.1}\" y=\"19\">{shown}</text>", x + 6.0);
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"19\">{}</text>",
+                x + 6.0,
+                esc(&shown)
+            );
         }
         out.push_str("</g>");
     }
@@ -267,7 +274,7 @@ fn disk(out: &mut String, d: &SimDisk) {
                 b.fs.as_deref().unwrap_or(""),
                 name.map_or(String::new(), |l| format!(" {l}"))
             );
-            (b.start, b.size, b.change.as_str(), esc(text.trim()))
+            (b.start, b.size, b.change.as_str(), text.trim().to_string())
         })
         .collect();
     out.push_str(&bar(p.size, &before));
@@ -302,7 +309,7 @@ fn disk(out: &mut String, d: &SimDisk) {
         .after
         .iter()
         .filter(|a| a.what == "partition")
-        .map(|a| (a.start, a.size, a.change.as_str(), esc(&a.id)))
+        .map(|a| (a.start, a.size, a.change.as_str(), a.id.clone()))
         .collect();
     out.push_str(&bar(p.size, &after));
     out.push_str("<table class=\"after\"><tr><th></th><th>what</th><th>id</th><th>start</th><th>size</th><th>type</th><th>content</th></tr>");

@@ -16,6 +16,8 @@ use std::process::Command;
 const HOSTILE_NAME: &str = "<img src=x onerror=\"document.title='PWNED'\">";
 const HOSTILE_MANUAL: &str = "</title><script>document.title='PWNED'</script><b id=injected>x</b>";
 const HOSTILE_LABEL: &str = "<i id=lbl>&amp;";
+/// The label of the filesystem on the target now (ext4: 16 bytes at most).
+const HOSTILE_FS_LABEL: &str = "<u id=fsl>x&lt;";
 
 fn plan(dir: &Path) -> PathBuf {
     let data: Vec<u8> = (0..2 * MIB as usize).map(|i| (i * 7 % 251) as u8).collect();
@@ -96,12 +98,14 @@ const q = s => document.querySelector(s);
 const m = {
   title: document.title,
   h1: q('h1').textContent,
-  injected: document.querySelectorAll('#injected, #lbl, img').length,
+  injected: document.querySelectorAll('#injected, #lbl, #fsl, img').length,
   scripts: document.scripts.length,
   graph: box(q('#graph')),
   nodes: [...document.querySelectorAll('#graph g.node')].map(g => [g.dataset.step, g.getAttribute('class'), box(g)]),
   before_bar: box(q('.disk svg.bar')),
   after_bar: box(document.querySelectorAll('.disk svg.bar')[1]),
+  before_bar_text: q('.disk svg.bar')?.textContent,
+  before_rows: [...document.querySelectorAll('.disk table.before tr')].slice(1).map(r => r.textContent),
   after_rows: [...document.querySelectorAll('.disk table.after tr')].slice(1).map(r => r.textContent),
   after_table: box(q('.disk table.after')),
   stages: [...document.querySelectorAll('#stages tr')].slice(1).map(r => r.textContent),
@@ -191,6 +195,14 @@ const FAILED_FILL: [u8; 3] = [0xff, 0xcd, 0xd2];
 fn dry_run_report(dir: &Path) -> (PathBuf, PathBuf, String) {
     let p = plan(dir);
     let img = image(dir, "d0.img", 64 * MIB);
+    // What is on the target now is user input too: an ext4 whose label is
+    // markup (shown in the "now" table and bar).
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", HOSTILE_FS_LABEL])
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
     let before = sha(&img);
     let html = dir.join("report.html");
     Rplan::new()
@@ -199,6 +211,7 @@ fn dry_run_report(dir: &Path) -> (PathBuf, PathBuf, String) {
             p.to_str().unwrap(),
             "--target",
             &format!("d0={}", img.display()),
+            "--force",
             "--report",
             html.to_str().unwrap(),
         ])
@@ -220,6 +233,14 @@ fn report_is_self_contained_and_escapes_the_plan() {
         assert!(!text.contains(needle), "the page contains `{needle}`");
     }
     assert!(text.contains("Content-Security-Policy"));
+    for raw in [
+        HOSTILE_NAME,
+        HOSTILE_MANUAL,
+        HOSTILE_LABEL,
+        HOSTILE_FS_LABEL,
+    ] {
+        assert!(!text.contains(raw), "`{raw}` is in the page unescaped");
+    }
     // The hostile text is there, as text.
     assert!(text.contains("&lt;img src=x onerror=&quot;document.title=&#x27;PWNED&#x27;&quot;&gt;"));
 }
@@ -278,6 +299,18 @@ fn chromium_shows_the_graph_and_the_disk_table() {
     );
     assert!(rows[2].contains(HOSTILE_LABEL), "{rows:?}");
     assert!(m["after_table"][3].as_f64().unwrap() > 40.0);
+    let now = m["before_rows"][0].as_str().unwrap();
+    assert!(
+        now.contains("ext4") && now.contains(HOSTILE_FS_LABEL),
+        "{m}"
+    );
+    assert!(
+        m["before_bar_text"]
+            .as_str()
+            .unwrap()
+            .contains(HOSTILE_FS_LABEL),
+        "{m}"
+    );
     assert!(
         m["stages"][1].as_str().unwrap().contains("recovered"),
         "{m}"
@@ -297,6 +330,8 @@ fn chromium_shows_the_graph_and_the_disk_table() {
     );
     assert!(shot.count(&m["after_bar"], OK_FILL) > 5_000);
     assert_eq!(shot.count(&m["after_bar"], FAILED_FILL), 0);
+    // The ext4 on the target now is destroyed: red in the "now" bar.
+    assert!(shot.count(&m["before_bar"], FAILED_FILL) > 5_000);
 }
 
 #[test]
