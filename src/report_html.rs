@@ -158,10 +158,9 @@ fn summary(out: &mut String, page: &Page) {
         count("failed"),
         count("skipped"),
         page.plan.disks.len(),
-        if r.disks.is_empty() {
-            "not simulated".to_string()
-        } else {
-            format!("{} simulated", r.disks.len())
+        match (page.command, r.disks.len()) {
+            ("apply", n) => format!("{n} opened"),
+            (_, n) => format!("{n} simulated"),
         }
     );
 }
@@ -244,23 +243,24 @@ fn bar(size: u64, segments: &[(u64, u64, &str, String)]) -> String {
 fn disks(out: &mut String, page: &Page) {
     out.push_str("<section id=\"disks\"><h2>Disks: before → after</h2>");
     if page.report.disks.is_empty() {
-        out.push_str("<p class=\"muted\">No target was simulated: run <code>rplan dry-run --target DISK=PATH --report FILE.html</code> to see what each disk holds now and what the plan makes of it.</p>");
+        out.push_str("<p class=\"muted\">No target was opened.</p>");
     }
     for d in &page.report.disks {
-        disk(out, d);
+        disk(out, d, page.command == "apply");
     }
     out.push_str("</section>");
 }
 
-fn disk(out: &mut String, d: &SimDisk) {
+fn disk(out: &mut String, d: &SimDisk, applied: bool) {
     let p = &d.preview;
     let _ = write!(
         out,
-        "<div class=\"disk\" data-disk=\"{}\"><h3><code>{}</code> = <code>{}</code> ({})</h3><div class=\"sides\"><div><b>now</b>",
+        "<div class=\"disk\" data-disk=\"{}\"><h3><code>{}</code> = <code>{}</code> ({})</h3><div class=\"sides\"><div><b>{}</b>",
         esc(&p.disk),
         esc(&p.disk),
         esc(&p.target),
-        approx_bytes(p.size)
+        approx_bytes(p.size),
+        if applied { "before the run" } else { "now" }
     );
     let before: Vec<_> = p
         .before
@@ -333,6 +333,11 @@ fn disk(out: &mut String, d: &SimDisk) {
         let gone: Vec<String> = p.destroyed.iter().map(|x| esc(&x.describe())).collect();
         out.push_str(&gone.join("; "));
         out.push_str("</p>");
+    }
+    if applied {
+        // A real target keeps no record of the bytes written.
+        out.push_str("</div>");
+        return;
     }
     let changed: u64 = d.changes.iter().fold(0_u64, |a, c| a.saturating_add(c.len));
     let _ = write!(

@@ -373,6 +373,10 @@ fn apply_report_shows_what_the_run_did() {
     let nodes = m["nodes"].as_array().unwrap();
     let restore = nodes.iter().find(|n| n[0] == "asr/d0/sys/restore").unwrap();
     assert!(restore[1].as_str().unwrap().contains("ok"), "{m}");
+    // The disk: blank before the run, the plan's table and partitions after.
+    let rows = m["after_rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{m}");
+    assert!(rows[2].as_str().unwrap().contains(HOSTILE_LABEL), "{m}");
     assert_eq!(m["injected"], 0);
 }
 

@@ -432,8 +432,8 @@ fn prepare(
     Ok((opened, journal))
 }
 
-/// Carry out the plan: how it ended, and what the run did (its timeline,
-/// for `--report`; a real target is not simulated, so no disks).
+/// Carry out the plan: how it ended, and what the run did for `--report`
+/// (its timeline; each disk before the run and after, without byte ranges).
 pub fn apply(
     plan: &CompiledPlan,
     targets: &[TargetArg],
@@ -1148,8 +1148,19 @@ impl Run<'_> {
         ))
     }
 
-    /// What the run did, for a dry-run's report: the timeline and, per
-    /// simulated target, the ranges written and what they belong to.
+    /// The ASR stage reached this disk when its table step ran.
+    fn reached(&self, disk: &str) -> bool {
+        self.timeline.iter().any(|s| {
+            matches!(s.outcome.as_str(), "ok" | "unchanged")
+                && self.plan.step(&s.step).is_some_and(|(_, st)| {
+                    st.kind == StepKind::WriteTable && st.disk.as_deref() == Some(disk)
+                })
+        })
+    }
+
+    /// What the run did, for a dry-run's report (and apply's `--report`):
+    /// the timeline and each target's before → after; per simulated target
+    /// also the ranges written and what they belong to.
     fn report(&self) -> DryRunReport {
         let mut disks = Vec::new();
         for (di, t) in self.targets.iter().enumerate() {
@@ -1157,6 +1168,25 @@ impl Run<'_> {
                 continue;
             };
             let Some(ranges) = t.device.written_ranges() else {
+                // A real target: what was on it when it was opened, and
+                // what the plan made of it if the ASR stage got there.
+                let reach = if self.reached(&disk.id) {
+                    Reach::Worst
+                } else {
+                    Reach::Untouched
+                };
+                disks.push(SimDisk {
+                    preview: preview::preview(
+                        self.plan,
+                        disk,
+                        &t.path.display().to_string(),
+                        &t.found,
+                        t.table_matched,
+                        reach,
+                    ),
+                    table_unchanged: t.table_matched,
+                    changes: Vec::new(),
+                });
                 continue;
             };
             let len = t.device.len();
@@ -1218,14 +1248,7 @@ impl Run<'_> {
                     at = c;
                 }
             }
-            // The ASR stage reached this disk when its table step ran.
-            let reached = self.timeline.iter().any(|s| {
-                matches!(s.outcome.as_str(), "ok" | "unchanged")
-                    && self.plan.step(&s.step).is_some_and(|(_, st)| {
-                        st.kind == StepKind::WriteTable && st.disk.as_deref() == Some(&disk.id)
-                    })
-            });
-            let reach = if reached {
+            let reach = if self.reached(&disk.id) {
                 Reach::Wrote(&ranges)
             } else {
                 Reach::Untouched
