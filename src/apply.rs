@@ -51,8 +51,9 @@ pub struct ApplyArgs {
     /// `boot_code`.
     #[arg(long, value_name = "FILE")]
     boot_code: Option<PathBuf>,
-    /// Also write a self-contained HTML page (step graph, timeline, stage
-    /// results, estimated time to recover) to FILE.
+    /// Also write a self-contained HTML page to FILE: the step graph, each
+    /// step's and stage's result, each disk before the run and after, the
+    /// timeline and the estimated time to recover.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
     #[command(flatten)]
@@ -189,6 +190,9 @@ pub fn run(args: ApplyArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = check_report_path(args.report.as_deref(), &args.plan, &plan, &args.targets) {
+        return code;
+    }
     let terminal = std::io::stdin().is_terminal();
     let confirm: Option<executor::Ask> = if args.yes {
         None
@@ -248,6 +252,53 @@ pub fn run(args: ApplyArgs) -> u8 {
         &outcome,
         code,
     )
+}
+
+/// `--report FILE` must be a new or regular file that is none of the run's
+/// targets or the plan's files: the page is written over it after the run.
+fn check_report_path(
+    path: Option<&Path>,
+    plan_path: &Path,
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+) -> Result<(), u8> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = path else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        eprintln!(
+            "error[{}]: --report {}: {why}; nothing was run",
+            codes::REPORT_PATH,
+            path.display()
+        );
+        Err(exit::USAGE)
+    };
+    if !meta.is_file() {
+        return refuse("not a regular file".to_string());
+    }
+    let same = |other: &Path| {
+        std::fs::metadata(other).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    let own = std::iter::once(("the plan".to_string(), plan_path.to_path_buf()))
+        .chain(
+            targets
+                .iter()
+                .map(|t| (format!("the target of disk `{}`", t.disk), t.path.clone())),
+        )
+        .chain(plan.artifacts.iter().map(|a| {
+            (
+                format!("backup artifact `{}`", a.id),
+                PathBuf::from(&a.path),
+            )
+        }));
+    for (what, other) in own {
+        if same(&other) {
+            return refuse(format!("it is {}", printable(&what)));
+        }
+    }
+    Ok(())
 }
 
 /// `--report FILE`: the HTML page of a run that got going (a refused run
@@ -535,6 +586,9 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = check_report_path(args.report.as_deref(), &args.plan, &plan, &args.targets) {
+        return code;
+    }
     let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
     for (flag, f) in args
         .fail

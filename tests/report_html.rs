@@ -406,3 +406,29 @@ fn an_unwritable_report_is_rp0830_and_a_refused_run_writes_none() {
         .code(4);
     assert!(!html.exists());
 }
+
+#[test]
+fn a_report_over_a_target_or_the_plan_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path());
+    let img = image(dir.path(), "d0.img", 64 * MIB);
+    let target = format!("d0={}", img.display());
+    let (img_sha, plan_sha) = (sha(&img), sha(&p));
+    for report in [img.to_str().unwrap(), p.to_str().unwrap(), "/dev/null"] {
+        let run = Rplan::new()
+            .args(["apply", p.to_str().unwrap(), "--yes", "--skip-manual"])
+            .args(["--journal", dir.path().join("j").to_str().unwrap()])
+            .args(["--target", &target, "--report", report])
+            .run()
+            .code(2);
+        assert!(run.stderr.contains("RP0831"), "{}", run.stderr);
+        let run = Rplan::new()
+            .args(["dry-run", p.to_str().unwrap(), "--target", &target])
+            .args(["--report", report])
+            .run()
+            .code(2);
+        assert!(run.stderr.contains("RP0831"), "{}", run.stderr);
+    }
+    assert_eq!(img_sha, sha(&img), "the target was written");
+    assert_eq!(plan_sha, sha(&p), "the plan was overwritten");
+}
