@@ -1167,28 +1167,10 @@ impl Run<'_> {
             let (Some(t), Some(disk)) = (t, self.plan.disks.get(di)) else {
                 continue;
             };
-            let Some(ranges) = t.device.written_ranges() else {
-                // A real target: what was on it when it was opened, and
-                // what the plan made of it if the ASR stage got there.
-                let reach = if self.reached(&disk.id) {
-                    Reach::Worst
-                } else {
-                    Reach::Untouched
-                };
-                disks.push(SimDisk {
-                    preview: preview::preview(
-                        self.plan,
-                        disk,
-                        &t.path.display().to_string(),
-                        &t.found,
-                        t.table_matched,
-                        reach,
-                    ),
-                    table_unchanged: t.table_matched,
-                    changes: Vec::new(),
-                });
-                continue;
-            };
+            // A real target keeps no record of what was written: no
+            // changes, and its "after" is the plan's if ASR got there.
+            let written = t.device.written_ranges();
+            let ranges = written.as_deref().unwrap_or_default();
             let len = t.device.len();
             let spec = layout::table_spec(disk, len);
             let mut areas = table::table_areas(&spec, len);
@@ -1226,7 +1208,7 @@ impl Run<'_> {
             }
             cuts.sort_unstable();
             let mut changes: Vec<SimChange> = Vec::new();
-            for &(start, n) in &ranges {
+            for &(start, n) in ranges {
                 let mut at = start;
                 let end = start + n;
                 for &c in cuts
@@ -1248,10 +1230,10 @@ impl Run<'_> {
                     at = c;
                 }
             }
-            let reach = if self.reached(&disk.id) {
-                Reach::Wrote(&ranges)
-            } else {
-                Reach::Untouched
+            let reach = match (self.reached(&disk.id), &written) {
+                (false, _) => Reach::Untouched,
+                (true, Some(ranges)) => Reach::Wrote(ranges),
+                (true, None) => Reach::Worst,
             };
             let preview = preview::preview(
                 self.plan,
