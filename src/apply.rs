@@ -54,6 +54,11 @@ pub struct ApplyArgs {
     /// `boot_code`.
     #[arg(long, value_name = "FILE")]
     boot_code: Option<PathBuf>,
+    /// Also write a self-contained HTML page to FILE: the step graph, each
+    /// step's and stage's result, each disk before the run and after, the
+    /// timeline and the estimated time to recover.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     flags: CompileFlags,
 }
@@ -184,6 +189,9 @@ pub fn run(args: ApplyArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = check_report_path(args.report.as_deref(), &args.plan, &plan, &args.targets) {
+        return code;
+    }
     let terminal = std::io::stdin().is_terminal();
     let confirm: Option<executor::Ask> = if args.yes {
         None
@@ -233,8 +241,102 @@ pub fn run(args: ApplyArgs) -> u8 {
         }),
     };
     let mut observer = observer(args.format);
-    let outcome = executor::apply(&plan, &args.targets, options, observer.as_mut());
-    finish(&outcome, args.format, None, args.flags.strict)
+    let (outcome, report) = executor::apply(&plan, &args.targets, options, observer.as_mut());
+    let code = finish(&outcome, args.format, None, args.flags.strict);
+    write_html(
+        args.report.as_deref(),
+        &plan,
+        "apply",
+        &report,
+        &outcome,
+        code,
+    )
+}
+
+/// `--report FILE` must be a new or regular file that is none of the run's
+/// targets or the plan's files: the page is written over it after the run.
+fn check_report_path(
+    path: Option<&Path>,
+    plan_path: &Path,
+    plan: &CompiledPlan,
+    targets: &[TargetArg],
+) -> Result<(), u8> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = path else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        eprintln!(
+            "error[{}]: --report {}: {why}; nothing was run",
+            codes::REPORT_PATH,
+            path.display()
+        );
+        Err(exit::USAGE)
+    };
+    if !meta.is_file() {
+        return refuse("not a regular file".to_string());
+    }
+    let same = |other: &Path| {
+        std::fs::metadata(other).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    let own = std::iter::once(("the plan".to_string(), plan_path.to_path_buf()))
+        .chain(
+            targets
+                .iter()
+                .map(|t| (format!("the target of disk `{}`", t.disk), t.path.clone())),
+        )
+        .chain(plan.artifacts.iter().map(|a| {
+            (
+                format!("backup artifact `{}`", a.id),
+                PathBuf::from(&a.path),
+            )
+        }));
+    for (what, other) in own {
+        if same(&other) {
+            return refuse(format!("it is {}", printable(&what)));
+        }
+    }
+    Ok(())
+}
+
+/// `--report FILE`: the HTML page of a run that got going (a refused run
+/// has nothing to show). The run's exit code, unless the page cannot be
+/// written (RP0830, exit 2).
+fn write_html(
+    path: Option<&Path>,
+    plan: &CompiledPlan,
+    command: &str,
+    report: &DryRunReport,
+    outcome: &Outcome,
+    code: u8,
+) -> u8 {
+    let recovered = match outcome {
+        Outcome::Recovered { stage, .. } => Some(stage.as_str()),
+        Outcome::AllFailed { .. } => None,
+        _ => return code,
+    };
+    let Some(path) = path else {
+        return code;
+    };
+    let page = crate::report_html::Page {
+        plan,
+        command,
+        report,
+        recovered,
+        exit: code,
+    };
+    match std::fs::write(path, crate::report_html::render(&page)) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!(
+                "error[{}]: cannot write the report {}: {e}",
+                codes::REPORT_WRITE,
+                path.display()
+            );
+            exit::USAGE
+        }
+    }
 }
 
 /// A plan with manual actions and nobody to answer them: every one would
@@ -437,7 +539,7 @@ fn render_report(scenario: &Scenario, outcome: &Outcome) -> String {
     out
 }
 
-fn duration(s: u64) -> String {
+pub(crate) fn duration(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
@@ -477,6 +579,11 @@ pub struct DryRunArgs {
     /// `json`: events as JSON lines, then the report in the result line.
     #[arg(long, value_enum, default_value = "human")]
     format: EventFormat,
+    /// Also write a self-contained HTML page to FILE: the step graph, each
+    /// disk's before → after, the timeline, each stage's result and the
+    /// estimated time to recover.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     flags: CompileFlags,
 }
@@ -486,6 +593,9 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = check_report_path(args.report.as_deref(), &args.plan, &plan, &args.targets) {
+        return code;
+    }
     let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
     for (flag, f) in args
         .fail
@@ -537,7 +647,15 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         report,
         color: crate::ui::color_stdout(),
     };
-    finish(&outcome, args.format, Some(&scenario), args.flags.strict)
+    let code = finish(&outcome, args.format, Some(&scenario), args.flags.strict);
+    write_html(
+        args.report.as_deref(),
+        &plan,
+        "dry-run",
+        &scenario.report,
+        &outcome,
+        code,
+    )
 }
 
 /// Which stages fail in the simulation, and the sentence that says so.

@@ -9,6 +9,7 @@ mod inspect;
 mod manual;
 mod report;
 mod ui;
+mod report_html;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use report::Format;

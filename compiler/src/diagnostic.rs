@@ -235,6 +235,11 @@ pub mod codes {
     pub const COMMAND_FAILED: &str = "RP0803";
     pub const COMMAND_TIMEOUT: &str = "RP0804";
     pub const TOOL_MISSING: &str = "RP0805";
+    /// The HTML report (`--report FILE`) could not be written.
+    pub const REPORT_WRITE: &str = "RP0830";
+    /// `--report FILE` names a target, one of the plan's files or something
+    /// that is not a regular file: refused before anything runs.
+    pub const REPORT_PATH: &str = "RP0831";
 }
 
 /// What a code's category covers (DESIGN.md "Diagnostics").

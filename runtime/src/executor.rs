@@ -441,13 +441,15 @@ fn prepare(
     Ok((opened, journal))
 }
 
+/// Carry out the plan: how it ended, and what the run did for `--report`
+/// (its timeline; each disk before the run and after, without byte ranges).
 pub fn apply(
     plan: &CompiledPlan,
     targets: &[TargetArg],
     opts: ApplyOptions,
     obs: &mut dyn Observer,
-) -> Outcome {
-    execute(plan, targets, opts, obs).0
+) -> (Outcome, DryRunReport) {
+    execute(plan, targets, opts, obs)
 }
 
 /// Simulate: the very same steps against the real targets opened read-only
@@ -1155,17 +1157,29 @@ impl Run<'_> {
         ))
     }
 
-    /// What the run did, for a dry-run's report: the timeline and, per
-    /// simulated target, the ranges written and what they belong to.
+    /// The ASR stage reached this disk when its table step ran.
+    fn reached(&self, disk: &str) -> bool {
+        self.timeline.iter().any(|s| {
+            matches!(s.outcome.as_str(), "ok" | "unchanged")
+                && self.plan.step(&s.step).is_some_and(|(_, st)| {
+                    st.kind == StepKind::WriteTable && st.disk.as_deref() == Some(disk)
+                })
+        })
+    }
+
+    /// What the run did, for a dry-run's report (and apply's `--report`):
+    /// the timeline and each target's before → after; per simulated target
+    /// also the ranges written and what they belong to.
     fn report(&self) -> DryRunReport {
         let mut disks = Vec::new();
         for (di, t) in self.targets.iter().enumerate() {
             let (Some(t), Some(disk)) = (t, self.plan.disks.get(di)) else {
                 continue;
             };
-            let Some(ranges) = t.device.written_ranges() else {
-                continue;
-            };
+            // A real target keeps no record of what was written: no
+            // changes, and its "after" is the plan's if ASR got there.
+            let written = t.device.written_ranges();
+            let ranges = written.as_deref().unwrap_or_default();
             let len = t.device.len();
             let spec = layout::table_spec(disk, len);
             let mut areas = table::table_areas(&spec, len);
@@ -1203,7 +1217,7 @@ impl Run<'_> {
             }
             cuts.sort_unstable();
             let mut changes: Vec<SimChange> = Vec::new();
-            for &(start, n) in &ranges {
+            for &(start, n) in ranges {
                 let mut at = start;
                 let end = start + n;
                 for &c in cuts
@@ -1225,17 +1239,10 @@ impl Run<'_> {
                     at = c;
                 }
             }
-            // The ASR stage reached this disk when its table step ran.
-            let reached = self.timeline.iter().any(|s| {
-                matches!(s.outcome.as_str(), "ok" | "unchanged")
-                    && self.plan.step(&s.step).is_some_and(|(_, st)| {
-                        st.kind == StepKind::WriteTable && st.disk.as_deref() == Some(&disk.id)
-                    })
-            });
-            let reach = if reached {
-                Reach::Wrote(&ranges)
-            } else {
-                Reach::Untouched
+            let reach = match (self.reached(&disk.id), &written) {
+                (false, _) => Reach::Untouched,
+                (true, Some(ranges)) => Reach::Wrote(ranges),
+                (true, None) => Reach::Worst,
             };
             let preview = preview::preview(
                 self.plan,
