@@ -6,6 +6,8 @@
 //!   the OOM killer would) just before the N-th device write or zeroing of
 //!   step STEP, so a test can tear a step at an exact write instead of
 //!   racing a timer.
+//! - `RPLAN_WRITE_LOG=FILE` appends `STEP N` to FILE for every such write
+//!   (where a test can choose its crash points from).
 //! - `RPLAN_HIDE_TOOLS=mkfs.ntfs,…` makes installed tools look missing.
 //! - `RPLAN_FAULT=KIND@WHERE` injects one fault (tests/faults.rs):
 //!   - `eio@STEP:N`, `enospc@STEP:N`: the N-th device write or zeroing of
@@ -84,8 +86,30 @@ mod active {
         STEP.lock().map(|s| s.as_str() == step).unwrap_or(false)
     }
 
+    /// `RPLAN_WRITE_LOG=FILE`: one line `STEP N` per device write or
+    /// zeroing, so a test can choose crash points among the real writes.
+    fn log_write(n: u64) {
+        use std::io::Write;
+        static LOG: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
+        let log = LOG.get_or_init(|| {
+            let path = std::env::var_os("RPLAN_WRITE_LOG")?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()?;
+            Some(Mutex::new(file))
+        });
+        if let (Some(log), Ok(step)) = (log, STEP.lock()) {
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{} {n}", step.as_str());
+            }
+        }
+    }
+
     pub fn before_write(offset: u64, len: u64) -> io::Result<Option<usize>> {
         let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+        log_write(n);
         if let Some(spec) = std::env::var_os("RPLAN_CRASH_AT") {
             let spec = spec.to_string_lossy();
             if let Some((step, at)) = spec.rsplit_once(':') {
