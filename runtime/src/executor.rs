@@ -1729,10 +1729,11 @@ impl Run<'_> {
             };
             let mut region = Region::whole(dev);
             mkfs::format(&mut region, len, fs, &opts).map_err(|e| {
-                let code = if matches!(e, mkfs::MkfsError::ToolMissing(..)) {
-                    codes::TOOL_MISSING
-                } else {
-                    codes::COMMAND_FAILED
+                let code = match e {
+                    mkfs::MkfsError::ToolMissing(..) => codes::TOOL_MISSING,
+                    // Reading or writing the target or the temp file.
+                    mkfs::MkfsError::Io { .. } => codes::IO_FAILED,
+                    _ => codes::COMMAND_FAILED,
                 };
                 (code, e)
             })?;

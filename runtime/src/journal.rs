@@ -162,6 +162,11 @@ impl Journal {
         let mut line = serde_json::to_string(&record).map_err(io::Error::other)?;
         line.push('\n');
         if let Some(file) = &mut self.file {
+            // The tests' fault seam: a journal whose disk fills mid-record.
+            if let Some(part) = crate::fault::journal_write(line.len()) {
+                file.write_all(&line.as_bytes()[..part])?;
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
             file.write_all(line.as_bytes())?;
             file.sync_data()?;
         }

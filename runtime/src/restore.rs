@@ -367,7 +367,11 @@ pub fn open_artifact(
     path: impl AsRef<Path>,
     format: ArtifactFormat,
 ) -> io::Result<Box<dyn Read + Send>> {
-    let path = path.as_ref();
+    // The tests' fault seam may make the file's reads fail part way.
+    open_artifact_file(path.as_ref(), format).map(crate::fault::artifact_reader)
+}
+
+fn open_artifact_file(path: &Path, format: ArtifactFormat) -> io::Result<Box<dyn Read + Send>> {
     // O_NONBLOCK: opening a FIFO must not block (it is refused below).
     let file = std::fs::OpenOptions::new()
         .read(true)

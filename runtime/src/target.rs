@@ -335,7 +335,8 @@ impl Device for ImageFile {
 
     fn sync(&mut self) -> io::Result<()> {
         // The size never changes, so data (not metadata) is what matters.
-        self.0.file.sync_data()
+        self.0.file.sync_data()?;
+        self.0.still_there()
     }
 }
 
@@ -498,21 +499,63 @@ impl DiskFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.check_write(offset, buf.len() as u64)?;
-        self.file.write_all_at(buf, offset)
+        match self.check_write_part(offset, buf.len() as u64)? {
+            None => self.file.write_all_at(buf, offset),
+            // The fault seam tears this write: its first part lands.
+            Some(part) => {
+                self.file
+                    .write_all_at(&buf[..part.min(buf.len())], offset)?;
+                Err(crate::fault::torn_write_error())
+            }
+        }
+    }
+
+    /// May this zeroing go ahead?
+    fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        match self.check_write_part(offset, len)? {
+            None => Ok(()),
+            Some(_) => Err(crate::fault::torn_write_error()),
+        }
     }
 
     /// May this write or zeroing go ahead? Every one passes here before it
-    /// touches the device.
-    fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+    /// touches the device. `Some(n)`: only the first `n` bytes may (the
+    /// tests' fault seam tearing a write; never in a release build).
+    fn check_write_part(&self, offset: u64, len: u64) -> io::Result<Option<usize>> {
         if !self.writable {
             return Err(read_only_error());
         }
         if !fits(offset, len, self.len) {
             return Err(past_end_write(offset, len as usize, self.len));
         }
-        // Every write and zeroing passes here: the tests' crash points.
-        crate::fault::before_write();
+        self.still_there()?;
+        // Every write and zeroing passes here: the tests' crash and fault
+        // points.
+        crate::fault::before_write(offset, len)
+    }
+
+    /// An image file must still be the file of the size it was opened
+    /// with: truncated, a pwrite past its new end would silently grow it
+    /// back sparse; removed, every write would land in an orphaned inode.
+    /// (A block device that shrinks or goes away fails its writes itself.)
+    fn still_there(&self) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Ok(());
+        }
+        if meta.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the target image file was removed while rplan was writing it",
+            ));
+        }
+        if meta.len() != self.len {
+            return Err(io::Error::other(format!(
+                "the target image's size changed while rplan was writing it: {} bytes now, {} when opened",
+                meta.len(),
+                self.len
+            )));
+        }
         Ok(())
     }
 }

@@ -23,7 +23,9 @@ use crate::table::{self, ExistingTable, TableKind};
 use crate::target::Device;
 use std::path::Path;
 
-pub use probe::Signature;
+pub use probe::{ldm_privhead, Signature};
+/// Public for the fuzz targets (`fuzz/`), which feed it arbitrary bytes.
+pub use usage::used_bytes;
 
 /// Everything found on one target.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
