@@ -3,6 +3,7 @@
 //! No plan logic lives here.
 
 mod apply;
+mod capture;
 mod inspect;
 mod report;
 
@@ -87,6 +88,9 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Show what is on disks or images now: tables, filesystems, signatures.
     Inspect(inspect::InspectArgs),
+    /// Describe disks (or an `sfdisk -d` dump) as a plan; with --backup,
+    /// image their partitions into artifacts. Reads only.
+    Capture(capture::CaptureArgs),
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::DryRun(args) => apply::dry_run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Capture(args) => capture::run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),
@@ -260,7 +265,7 @@ impl Reporter {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -386,7 +391,7 @@ fn compile_to(plan: &Path, output: &Path, flags: &CompileFlags) -> u8 {
     write_output(output, &text)
 }
 
-fn write_output(output: &Path, text: &str) -> u8 {
+pub(crate) fn write_output(output: &Path, text: &str) -> u8 {
     if output == Path::new("-") {
         print!("{text}");
         return exit::OK;
