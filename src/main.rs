@@ -6,6 +6,7 @@ mod apply;
 mod capture;
 mod inspect;
 mod report;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use report::Format;
@@ -91,6 +92,8 @@ enum Command {
     /// Describe disks (or an `sfdisk -d` dump) as a plan; with --backup,
     /// image their partitions into artifacts. Reads only.
     Capture(capture::CaptureArgs),
+    /// Compare targets with a plan (drift): exit 0 same, 1 drift.
+    Verify(verify::VerifyArgs),
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
         Command::DryRun(args) => apply::dry_run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Capture(args) => capture::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),

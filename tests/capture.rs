@@ -81,7 +81,7 @@ EOF",
     sh(&format!(
         "truncate -s 60M '{n}' && mkntfs -q -F -Q -L SYSTEM -p 2048 -H 255 -S 63 '{n}' >/dev/null 2>&1
          ntfscp '{n}' '{t}/blob.bin' blob.bin >/dev/null && ntfscp '{n}' '{t}/readme.txt' readme.txt >/dev/null
-         truncate -s 40M '{f}' && mkfs.vfat -F 32 -n BOOT '{f}' >/dev/null && mcopy -i '{f}' '{t}/blob.bin' '{t}/readme.txt' ::/
+         truncate -s 40M '{f}' && mkfs.vfat -F 32 -h 124928 -n BOOT '{f}' >/dev/null && mcopy -i '{f}' '{t}/blob.bin' '{t}/readme.txt' ::/
          truncate -s 40M '{e}' && mkfs.ext4 -q -F -L DATA -d '{t}' '{e}'",
         n = p(&ntfs),
         f = p(&fat),
@@ -197,6 +197,38 @@ fn mbr_disk_round_trips_through_capture_backup_and_apply() {
         .trim(),
         "DATA"
     );
+
+    // verify: the same, then outside changes named.
+    verify(&plan, &target, &["--content"]).code(0);
+    let retyped = d.join("retyped.img");
+    sh(&format!(
+        "cp --sparse=always '{}' '{}'",
+        p(&target),
+        p(&retyped)
+    ));
+    tool("sfdisk", &["-q", "--part-type", p(&retyped), "6", "83"]);
+    let out = verify(&plan, &retyped, &[]).code(1);
+    assert_eq!(out.stdout.trim(), "~ disk0/p6: type 0xda → 0x83");
+    let deleted = d.join("deleted.img");
+    sh(&format!(
+        "cp --sparse=always '{}' '{}'",
+        p(&target),
+        p(&deleted)
+    ));
+    tool("sfdisk", &["-q", "--delete", p(&deleted), "2"]);
+    let out = verify(&plan, &deleted, &["--format", "json"]).code(1);
+    let drift = &out.json()["drift"];
+    assert_eq!(drift.as_array().map(Vec::len), Some(1), "{}", out.stdout);
+    assert_eq!(drift[0]["change"], "missing");
+    assert_eq!(drift[0]["item"], "disk0/boot");
+}
+
+fn verify(plan: &Path, target: &Path, extra: &[&str]) -> Run {
+    Rplan::new()
+        .args(["verify", p(plan), "--target"])
+        .arg(format!("disk0={}", p(target)))
+        .args(extra)
+        .run()
 }
 
 #[test]
@@ -263,6 +295,38 @@ fn gpt_disk_round_trips_with_guids_and_names() {
         d = p(d)
     ));
     assert!(std::fs::read(d.join("ext.blob")).unwrap() == src.blob);
+    verify(&plan, &target, &["--content"]).code(0);
+}
+
+#[test]
+fn verify_names_a_changed_label_and_nothing_the_plan_leaves_out() {
+    let src = mbr_source();
+    let d = src.dir.path();
+    let mut args = vec!["capture".to_string(), "--disk".into()];
+    args.push(format!("disk0={}", p(&src.disk)));
+    args.extend(["-o", "pc.yaml"].map(String::from));
+    args.extend(MACHINE.map(String::from));
+    Rplan::new().args(args).in_dir(d).run().code(0);
+    let plan = d.join("pc.yaml");
+    verify(&plan, &src.disk, &[]).code(0);
+    // A file added changes nothing the plan describes.
+    sh(&format!(
+        "mcopy -i '{}@@{}' '{}' ::/more.txt",
+        p(&src.disk),
+        124928 * 512,
+        p(&d.join("tree/readme.txt"))
+    ));
+    verify(&plan, &src.disk, &[]).code(0);
+    // The ext4 label changed.
+    sh(&format!(
+        "dd if='{s}' of='{d}/ext' bs=512 skip=208896 count=81920 status=none
+         e2label '{d}/ext' HOME
+         dd if='{d}/ext' of='{s}' bs=512 seek=208896 conv=notrunc status=none",
+        s = p(&src.disk),
+        d = p(d)
+    ));
+    let out = verify(&plan, &src.disk, &[]).code(1);
+    assert_eq!(out.stdout.trim(), "~ disk0/data: label DATA → HOME");
 }
 
 #[test]

@@ -29,3 +29,4 @@ pub mod process;
 pub mod restore;
 pub mod table;
 pub mod target;
+pub mod verify;
