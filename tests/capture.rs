@@ -373,3 +373,59 @@ fn error_pointers(d: &Path) -> Vec<String> {
         .map(|x| x["pointer"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// `capture --from-sfdisk` on dumps of an XP disk starting at sector 63, an
+/// extended/logical layout and a GPT Windows disk → check → apply to a
+/// blank image of the disk's size → its own `sfdisk -d` is the dump.
+#[test]
+fn sfdisk_dumps_round_trip_through_capture_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, sectors) in [
+        ("xp-sector63", 208_845u64),
+        ("logical", 196_608),
+        ("gpt-windows", 262_144),
+    ] {
+        let dump = root().join(format!("tests/data/sfdisk/{name}.dump"));
+        let plan = d.join(format!("{name}.yaml"));
+        let size = (sectors * 512).to_string();
+        Rplan::new()
+            .args(["capture", "--from-sfdisk", p(&dump), "--size", &size, "-o"])
+            .arg(p(&plan))
+            .args(&MACHINE[..6])
+            .args([
+                "--arch",
+                if name.starts_with("gpt") {
+                    "x64"
+                } else {
+                    "x86"
+                },
+            ])
+            .run()
+            .code(0);
+        let text = std::fs::read_to_string(&plan).unwrap();
+        assert!(!text.contains("backup:"), "no artifacts: {text}");
+        Rplan::new().args(["check", p(&plan)]).run().code(0);
+        let img = image(d, &format!("{name}.img"), sectors * 512);
+        apply(&plan, &img);
+        let ours = tool("sfdisk", &["-d", p(&img)]).replace(p(&img), "/dev/X");
+        let theirs = std::fs::read_to_string(&dump)
+            .unwrap()
+            .replace("/dev/sda", "/dev/X")
+            .replace("/dev/sdb", "/dev/X")
+            .replace("/dev/sdc", "/dev/X");
+        assert_eq!(ours, theirs, "{name}");
+    }
+}
+
+#[test]
+fn a_dump_that_is_not_one_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.dump");
+    std::fs::write(&bad, "hello\n/dev/sda1 : start=x, size=1, type=7\n").unwrap();
+    let run = Rplan::new()
+        .args(["capture", "--from-sfdisk", p(&bad), "-o", "-"])
+        .run()
+        .code(2);
+    assert!(run.stderr.contains("line 1"), "{}", run.stderr);
+}
