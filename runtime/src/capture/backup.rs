@@ -143,8 +143,7 @@ fn raw_zstd(
     progress: Progress<'_>,
 ) -> io::Result<Written> {
     let name = format!("{id}.img.zst");
-    let file = File::create(dir.join(&name))?;
-    let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(file), LEVEL)?;
+    let mut enc = encoder(&dir.join(&name))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
@@ -160,18 +159,30 @@ fn raw_zstd(
         done += n as u64;
         progress(id, done, p.size);
     }
-    let mut out = enc.finish()?;
-    out.flush()?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
     Ok(Written {
         id: id.to_string(),
         path: name,
         format: ArtifactFormat::RawZstd,
         size: p.size,
         sha256: hex(&hasher.finalize()),
-        stored: file.metadata()?.len(),
+        stored: finish(enc)?,
     })
+}
+
+/// The zstd writer of an artifact file.
+pub type Encoder = zstd::stream::write::Encoder<'static, BufWriter<File>>;
+
+pub fn encoder(path: &Path) -> io::Result<Encoder> {
+    zstd::stream::write::Encoder::new(BufWriter::new(File::create(path)?), LEVEL)
+}
+
+/// End the zstd frame, sync the file; its size on disk.
+pub fn finish(enc: Encoder) -> io::Result<u64> {
+    let mut out = enc.finish()?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(file.metadata()?.len())
 }
 
 pub fn hex(b: &[u8]) -> String {

@@ -10,14 +10,13 @@
 //! [`rplan_compiler::partclone::Expand`] into the sha256 and size of the
 //! partition's bytes as a restore writes them back.
 
-use super::backup::{hex, Progress, Written};
+use super::backup::{encoder, finish, hex, Encoder, Progress, Written};
 use super::CapturedPartition;
 use crate::target::{Device, RegionReader};
 use rplan_compiler::model::ArtifactFormat;
 use rplan_compiler::partclone::{Expand, Header, HEADER_LEN};
 use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -99,7 +98,6 @@ pub fn capture(
 ) -> io::Result<Written> {
     let lo = Loop::attach(path, p.start, p.size)?;
     let name = format!("{id}.pcl.zst");
-    let out = File::create(dir.join(&name))?;
     let mut child = Command::new(tool)
         .args(["-c", "-a0", "-q", "-L", "/dev/null", "-s"])
         .arg(&lo.0)
@@ -111,8 +109,8 @@ pub fn capture(
     let Some(mut stdout) = child.stdout.take() else {
         return Err(io::Error::other("no pipe from partclone"));
     };
-    let enc = zstd::stream::write::Encoder::new(BufWriter::new(out), 3)?;
-    let result = (|| -> io::Result<([u8; 32], u64, zstd::stream::write::Encoder<'static, BufWriter<File>>)> {
+    let enc = encoder(&dir.join(&name))?;
+    let result = (|| -> io::Result<([u8; 32], u64, Encoder)> {
         let mut head = [0u8; HEADER_LEN];
         stdout.read_exact(&mut head)?;
         let header = Header::parse(&head)?;
@@ -161,16 +159,12 @@ pub fn capture(
             p.size
         )));
     }
-    let mut w = enc.finish()?;
-    w.flush()?;
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
     Ok(Written {
         id: id.to_string(),
         path: name,
         format: ArtifactFormat::PartcloneZstd,
         size,
         sha256: hex(&sha),
-        stored: file.metadata()?.len(),
+        stored: finish(enc)?,
     })
 }
