@@ -41,7 +41,7 @@ truncate -s $(((SIZE_MIB + 1) << 20)) "$W/disk.img"
 printf 'label: dos\nstart=2048, size=%d, type=83\n' $((SIZE_MIB * 2048)) | sfdisk -q "$W/disk.img"
 dd if="$W/fs.img" of="$W/disk.img" bs=4M seek=1M oflag=seek_bytes conv=notrunc,sparse status=none
 
-cap() { rm -rf "$W/store" "$W/plan.yaml"; "$RPLAN" capture --disk "disk0=$W/disk.img" -o "$W/plan.yaml" --backup "$W/store"; }
+cap() { rm -rf "$W/store" "$W/plan.yaml"; "$RPLAN" capture --disk "disk0=$W/disk.img" -o "$W/plan.yaml" --backup "$W/store" --build sp2-slipstream --language en --edition professional --arch x86; }
 pc() { partclone.extfs -c -a0 -q -L /dev/null -s "$W/fs.img" -o - 2>/dev/null | zstd -3 -q -f -o "$W/pc.zst"; }
 ddz() { dd if="$W/fs.img" bs=4M status=none | zstd -3 -q -f -o "$W/dd.zst"; }
 export -f cap pc ddz
@@ -50,7 +50,8 @@ export W RPLAN
 read -r t_cap t_cap_min < <(median_time bash -c cap)
 read -r t_pc t_pc_min < <(median_time bash -c pc)
 read -r t_dd t_dd_min < <(median_time bash -c ddz)
-rss_kib=$( { /usr/bin/time -f '%M' bash -c cap >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+/usr/bin/time -f '%M' -o "$W/rss" bash -c cap >/dev/null 2>&1
+rss_kib=$(tail -1 "$W/rss")
 "$RPLAN" check "$W/plan.yaml" >/dev/null 2>&1 || { echo "captured plan does not check" >&2; exit 1; }
 
 art=$(ls "$W"/store/*.pcl.zst)
@@ -64,4 +65,4 @@ echo "| partclone.extfs -a0 \| zstd -3 | $t_pc ($t_pc_min) | $(mib "$s_pc") | $(
 echo "| dd \| zstd -3 | $t_dd ($t_dd_min) | $(mib "$s_dd") | $(ratio "$t_dd" "$t_cap") |"
 echo
 echo "artifact size ratio rplan / partclone: $(ratio "$s_cap" "$s_pc"); rplan / dd|zstd: $(ratio "$s_cap" "$s_dd")"
-echo "peak RSS of rplan capture (bash wrapper included): $((rss_kib / 1024)) MiB"
+echo "peak RSS of rplan capture (largest process: rplan, partclone, losetup): $((rss_kib / 1024)) MiB"

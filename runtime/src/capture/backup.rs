@@ -52,7 +52,7 @@ pub struct BackupSet {
 
 impl BackupSet {
     pub fn to_yaml(&self, y: &mut String) {
-        let _ = writeln!(y, "backup:\n  id: {}", self.id);
+        let _ = writeln!(y, "backup:\n  id: {}", super::quote(&self.id));
         let _ = writeln!(
             y,
             "  root: {}   # relative to this file",

@@ -314,19 +314,14 @@ impl Captured {
         y
     }
 
-    /// The disk to mark critical: the one with an active partition, else
-    /// the first MBR disk (XP boots only from MBR).
+    /// The disk to mark critical: the MBR disk with an active partition
+    /// (what XP starts from). None without one: check then warns that no
+    /// disk is critical, rather than failing on a system disk with nothing
+    /// to start.
     fn critical_disk(&self) -> Option<usize> {
-        self.disks
-            .iter()
-            .position(|d| {
-                matches!(d.table, TableKind::Mbr { .. }) && d.partitions.iter().any(|p| p.bootable)
-            })
-            .or_else(|| {
-                self.disks
-                    .iter()
-                    .position(|d| matches!(d.table, TableKind::Mbr { .. }))
-            })
+        self.disks.iter().position(|d| {
+            matches!(d.table, TableKind::Mbr { .. }) && d.partitions.iter().any(|p| p.bootable)
+        })
     }
 }
 
