@@ -5,11 +5,13 @@
 mod apply;
 mod graph;
 mod init;
+mod capture;
 mod inspect;
 mod manual;
 mod report;
 mod ui;
 mod report_html;
+mod verify;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use report::Format;
@@ -100,6 +102,11 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Show what is on disks or images now: tables, filesystems, signatures.
     Inspect(inspect::InspectArgs),
+    /// Describe disks (or an `sfdisk -d` dump) as a plan; with --backup,
+    /// image their partitions into artifacts. Reads only.
+    Capture(capture::CaptureArgs),
+    /// Compare targets with a plan (drift): exit 0 same, 1 drift.
+    Verify(verify::VerifyArgs),
     /// Print a JSON Schema.
     Schema {
         /// Which schema (the files under schemas/ are these).
@@ -181,6 +188,8 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Completions(args) => manual::completions(args, Cli::command()),
         Command::Man(args) => manual::man(args, Cli::command()),
+        Command::Capture(args) => capture::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Plan => rplan_compiler::schema::plan_schema(),
@@ -335,7 +344,7 @@ fn summary(plans: &[PlanTally]) -> String {
     )
 }
 
-fn plural(n: usize) -> &'static str {
+pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -510,6 +519,12 @@ pub(crate) fn write_output(output: Option<&Path>, bytes: &[u8]) -> u8 {
         };
     };
     match std::fs::write(output, bytes) {
+pub(crate) fn write_output(output: &Path, text: &str) -> u8 {
+    if output == Path::new("-") {
+        print!("{text}");
+        return exit::OK;
+    }
+    match std::fs::write(output, text) {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", output.display());

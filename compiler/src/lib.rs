@@ -27,6 +27,7 @@ pub mod graph;
 pub mod load;
 pub mod lower;
 pub mod model;
+pub mod partclone;
 pub mod rules;
 pub mod schema;
 pub mod size;

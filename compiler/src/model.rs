@@ -162,6 +162,10 @@ pub enum ArtifactFormat {
     Raw,
     /// A zstd-compressed raw image.
     RawZstd,
+    /// A zstd-compressed partclone image (used blocks only, from
+    /// `rplan capture --backup`); `size` and `sha256` are those of the
+    /// partition's bytes it restores, free space as zeros.
+    PartcloneZstd,
     /// A plain file to install into a filesystem.
     File,
 }

@@ -211,7 +211,8 @@ pub fn check_artifacts(plan: &CompiledPlan, hash: bool) -> Vec<Diagnostic> {
             std::fs::metadata(path).map(|m| {
                 (
                     None,
-                    (a.format != ArtifactFormat::RawZstd).then_some(m.len()),
+                    matches!(a.format, ArtifactFormat::Raw | ArtifactFormat::File)
+                        .then_some(m.len()),
                 )
             })
         };

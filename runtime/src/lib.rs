@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bootsector;
+pub mod capture;
 pub mod events;
 pub mod executor;
 pub mod fat;
@@ -28,3 +29,4 @@ pub mod process;
 pub mod restore;
 pub mod table;
 pub mod target;
+pub mod verify;

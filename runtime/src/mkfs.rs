@@ -472,8 +472,15 @@ const NTFS_SERIAL_TOOL: (&str, &str) = ("ntfslabel", "apt-get install ntfs-3g");
 /// Finds a tool on PATH or in the sbin directories, which are not on every
 /// user's PATH.
 fn tool((name, hint): (&'static str, &'static str)) -> Result<Command, MkfsError> {
+    find_tool(name)
+        .map(Command::new)
+        .ok_or(MkfsError::ToolMissing(name, hint))
+}
+
+/// Where a system tool is: on PATH or in the sbin directories.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
     if crate::fault::tool_hidden(name) {
-        return Err(MkfsError::ToolMissing(name, hint));
+        return None;
     }
     let path_dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
     let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
@@ -483,8 +490,6 @@ fn tool((name, hint): (&'static str, &'static str)) -> Result<Command, MkfsError
         .chain(sbin)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .map(Command::new)
-        .ok_or(MkfsError::ToolMissing(name, hint))
 }
 
 fn run((name, hint): (&'static str, &'static str), cmd: &mut Command) -> Result<(), MkfsError> {

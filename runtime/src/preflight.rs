@@ -60,19 +60,23 @@ pub fn artifact_files(plan: &CompiledPlan) -> Vec<Diagnostic> {
         let zstd = window.is_some();
         let max = (1_u64 << ZSTD_WINDOW_LOG_MAX) + 1;
         match a.format {
-            ArtifactFormat::RawZstd if window.is_some_and(|w| w > max) => out.push(
-                Diagnostic::error(
-                    codes::ARTIFACT_KIND,
-                    "",
-                    format!(
-                        "artifact `{}` needs a zstd window over 2^{ZSTD_WINDOW_LOG_MAX} bytes",
-                        a.id
-                    ),
+            ArtifactFormat::RawZstd | ArtifactFormat::PartcloneZstd
+                if window.is_some_and(|w| w > max) =>
+            {
+                out.push(
+                    Diagnostic::error(
+                        codes::ARTIFACT_KIND,
+                        "",
+                        format!(
+                            "artifact `{}` needs a zstd window over 2^{ZSTD_WINDOW_LOG_MAX} bytes",
+                            a.id
+                        ),
+                    )
+                    .help(format!(
+                        "recompress it with `zstd --long={ZSTD_WINDOW_LOG_MAX}` or less"
+                    )),
                 )
-                .help(format!(
-                    "recompress it with `zstd --long={ZSTD_WINDOW_LOG_MAX}` or less"
-                )),
-            ),
+            }
             ArtifactFormat::Raw if zstd => out.push(
                 Diagnostic::error(
                     codes::ARTIFACT_KIND,
@@ -84,14 +88,22 @@ pub fn artifact_files(plan: &CompiledPlan) -> Vec<Diagnostic> {
                 )
                 .help("this is a zstd file: use `format: raw-zstd`"),
             ),
-            ArtifactFormat::RawZstd if !zstd => out.push(Diagnostic::error(
-                codes::ARTIFACT_KIND,
-                "",
-                format!(
-                    "artifact `{}` has `format: raw-zstd`, but {} is not a zstd file",
-                    a.id, a.path
-                ),
-            )),
+            ArtifactFormat::RawZstd | ArtifactFormat::PartcloneZstd if !zstd => {
+                out.push(Diagnostic::error(
+                    codes::ARTIFACT_KIND,
+                    "",
+                    format!(
+                        "artifact `{}` has `format: {}`, but {} is not a zstd file",
+                        a.id,
+                        if a.format == ArtifactFormat::RawZstd {
+                            "raw-zstd"
+                        } else {
+                            "partclone-zstd"
+                        },
+                        a.path
+                    ),
+                ))
+            }
             _ => {}
         }
         if let (ArtifactFormat::Raw | ArtifactFormat::File, Some(want)) = (a.format, a.size) {

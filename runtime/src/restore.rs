@@ -394,6 +394,16 @@ fn open_artifact_file(path: &Path, format: ArtifactFormat) -> io::Result<Box<dyn
                 path: path.to_path_buf(),
             }))
         }
+        // Expanded into the partition's bytes (free space as zeros), so
+        // the restore below treats it exactly like raw-zstd.
+        ArtifactFormat::PartcloneZstd => {
+            let decoder = rplan_compiler::analyze::artifacts::zstd_decoder(file)?;
+            let zstd = ZstdReader {
+                inner: decoder,
+                path: path.to_path_buf(),
+            };
+            Ok(Box::new(rplan_compiler::partclone::Expand::new(zstd)?))
+        }
     }
 }
 

@@ -158,7 +158,7 @@ fn verify_file(
             }
             if !hash.eq_ignore_ascii_case(sha256) {
                 // A common slip: the sha256 of the .zst file itself.
-                let of_compressed = format == ArtifactFormat::RawZstd
+                let of_compressed = matches!(format, ArtifactFormat::RawZstd | ArtifactFormat::PartcloneZstd)
                     && hash_artifact_upto(path, ArtifactFormat::Raw, None)
                         .is_ok_and(|(h, _)| h.eq_ignore_ascii_case(sha256));
                 let d = Diagnostic::error(codes::ARTIFACT_SHA256, format!("{ap}/sha256"), format!("artifact sha256 is {hash}, the plan says {sha256}"));
@@ -242,7 +242,7 @@ fn check_kind(path: &Path, format: ArtifactFormat, ap: &str) -> Result<(), Diagn
             path.display()
         ))
         .help("this is a zstd file: use `format: raw-zstd`")),
-        (ArtifactFormat::RawZstd, Some(w)) if w > (1_u64 << ZSTD_WINDOW_LOG_MAX) + 1 => Err(kind(format!(
+        (ArtifactFormat::RawZstd | ArtifactFormat::PartcloneZstd, Some(w)) if w > (1_u64 << ZSTD_WINDOW_LOG_MAX) + 1 => Err(kind(format!(
             "artifact {} needs a zstd window of {} bytes; rplan decodes windows up to 2^{ZSTD_WINDOW_LOG_MAX} bytes",
             path.display(),
             w
@@ -276,6 +276,9 @@ pub fn hash_artifact_upto(
     }
     let decoded: Box<dyn Read> = match format {
         ArtifactFormat::RawZstd => Box::new(zstd_decoder(file)?),
+        ArtifactFormat::PartcloneZstd => {
+            Box::new(crate::partclone::Expand::new(zstd_decoder(file)?)?)
+        }
         _ => Box::new(file),
     };
     let mut reader = decoded.take(size.map_or(u64::MAX, |s| s.saturating_add(1)));

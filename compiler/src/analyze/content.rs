@@ -155,7 +155,11 @@ impl Ctx<'_> {
             if let Some(a) = self.artifact(
                 image,
                 format!("{cp}/image"),
-                &[ArtifactFormat::Raw, ArtifactFormat::RawZstd],
+                &[
+                    ArtifactFormat::Raw,
+                    ArtifactFormat::RawZstd,
+                    ArtifactFormat::PartcloneZstd,
+                ],
             ) {
                 if let Some(size) = a.size.filter(|&s| capacity > 0 && s > capacity) {
                     self.diags.push(
