@@ -161,7 +161,7 @@ pub fn run(args: CaptureArgs) -> u8 {
         captured.backup = Some(set);
     }
     let text = captured.to_yaml(&machine, SCHEMA_URL);
-    let code = crate::write_output(&args.output, &text);
+    let code = crate::write_output(Some(&args.output), text.as_bytes());
     if code == exit::OK && args.output != Path::new("-") {
         eprintln!(
             "wrote {} ({} disk{}{}); check it with `rplan check {}`",

@@ -519,12 +519,6 @@ pub(crate) fn write_output(output: Option<&Path>, bytes: &[u8]) -> u8 {
         };
     };
     match std::fs::write(output, bytes) {
-pub(crate) fn write_output(output: &Path, text: &str) -> u8 {
-    if output == Path::new("-") {
-        print!("{text}");
-        return exit::OK;
-    }
-    match std::fs::write(output, text) {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", output.display());
