@@ -4,7 +4,9 @@
 #
 # Makes an ext4 filesystem of SIZE_MIB MiB (default 2048) holding FILL_PCT %
 # (default 25) of random files (`mkfs.ext4 -d`), placed at 1 MiB in an MBR
-# disk image. Then, on the same files, each timed as the median of $RUNS
+# disk image. With DIRTY=1 (default) the free space holds old random bytes
+# (the file is filled before `mkfs.ext4 -E nodiscard`), as on a disk in
+# use; DIRTY=0: free space is zeros (a fresh filesystem). Then, on the same files, each timed as the median of $RUNS
 # (default 3) after one warm-up:
 #   rplan      rplan capture --disk disk0=DISK -o PLAN --backup DIR
 #              (partclone.extfs on a read-only loop device, zstd -3, sha256 of
@@ -15,7 +17,8 @@
 # Sizes of each artifact; peak RSS of one rplan capture (/usr/bin/time).
 # Ratios: baseline_time / rplan_time (> 1: rplan faster).
 #
-# Env: SIZE_MIB (2048), FILL_PCT (25), RUNS (3), BENCH_DIR (/tmp), KEEP=1.
+# Env: SIZE_MIB (2048), FILL_PCT (25), DIRTY (1), RUNS (3), BENCH_DIR (/tmp),
+# KEEP=1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_rplan
@@ -27,15 +30,19 @@ W="$(mktemp -d "${BENCH_DIR:-/tmp}/rplan-bench-capture.XXXXXX")"
 
 machine_info
 rplan_info
-echo "filesystem: ext4, ${SIZE_MIB} MiB, ${FILL_PCT} % random files; runs: $RUNS (median, after 1 warm-up)"
+echo "filesystem: ext4, ${SIZE_MIB} MiB, ${FILL_PCT} % random files, free space $([[ "${DIRTY:-1}" == 1 ]] && echo 'old random bytes' || echo zeros); runs: $RUNS (median, after 1 warm-up)"
 
 mkdir "$W/files"
 fill_mib=$((SIZE_MIB * FILL_PCT / 100))
 for ((i = 0; i < fill_mib / 64; i++)); do
     head -c $((64 << 20)) /dev/urandom > "$W/files/f$i.bin"
 done
-truncate -s "${SIZE_MIB}M" "$W/fs.img"
-mkfs.ext4 -q -F -d "$W/files" "$W/fs.img"
+if [[ "${DIRTY:-1}" == 1 ]]; then
+    head -c "$((SIZE_MIB << 20))" /dev/urandom > "$W/fs.img"
+else
+    truncate -s "${SIZE_MIB}M" "$W/fs.img"
+fi
+mkfs.ext4 -q -F -E nodiscard -d "$W/files" "$W/fs.img"
 rm -rf "$W/files"
 truncate -s $(((SIZE_MIB + 1) << 20)) "$W/disk.img"
 printf 'label: dos\nstart=2048, size=%d, type=83\n' $((SIZE_MIB * 2048)) | sfdisk -q "$W/disk.img"

@@ -429,3 +429,31 @@ fn a_dump_that_is_not_one_is_a_usage_error() {
         .code(2);
     assert!(run.stderr.contains("line 1"), "{}", run.stderr);
 }
+
+/// A data disk (no active partition) is not marked critical: a critical
+/// MBR disk with nothing to start would fail check (RP0341).
+#[test]
+fn a_disk_without_an_active_partition_captures_to_a_plan_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = image(d, "data.img", 16 * MIB);
+    sh(&format!(
+        "printf 'label: dos\\nstart=2048, type=83\\n' | sfdisk -q '{}'",
+        p(&disk)
+    ));
+    Rplan::new()
+        .args(["capture", "--disk"])
+        .arg(format!("disk1={}", p(&disk)))
+        .args(["-o", "data.yaml"])
+        .args(MACHINE)
+        .in_dir(d)
+        .run()
+        .code(0);
+    let text = std::fs::read_to_string(d.join("data.yaml")).unwrap();
+    assert!(!text.contains("critical: true"), "{text}");
+    Rplan::new()
+        .args(["check", "data.yaml"])
+        .in_dir(d)
+        .run()
+        .code(0);
+}

@@ -138,7 +138,10 @@ pub fn verify_disk(
             });
             continue;
         };
-        let (start, size) = (e.start_lba * ss, e.size_lba * ss);
+        let (start, size) = (
+            e.start_lba.saturating_mul(ss),
+            e.size_lba.saturating_mul(ss),
+        );
         if start != p.start || p.size.is_some_and(|s| s != size) {
             out.push(Drift::changed(
                 &item,
@@ -216,7 +219,10 @@ pub fn verify_disk(
                 item: id.clone(),
                 field: format!("partition {}", e.number),
                 plan: None,
-                found: Some(place(e.start_lba * ss, Some(e.size_lba * ss))),
+                found: Some(place(
+                    e.start_lba.saturating_mul(ss),
+                    Some(e.size_lba.saturating_mul(ss)),
+                )),
             });
         }
     }
