@@ -247,3 +247,8 @@ fn scratch() -> &'static str {
         "/tmp"
     }
 }
+
+// PARTCLONE: the partclone artifact reader's body goes here
+// (`pub fn partclone_artifact(data: &[u8])`: reader over the bytes, then
+// `restore` into a MemDevice as `zstd_artifact` does), with its target in
+// fuzz/Cargo.toml and run.sh and a row in tests/fuzz_regressions.rs.

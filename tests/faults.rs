@@ -32,28 +32,17 @@ const PATTERN_SEED: u64 = 15;
 /// One MBR disk: a 12 MiB raw image restored into `sys`, a FAT16 `boot`
 /// made and given a file; only an ASR stage (plus `extra_stage` before it).
 fn plan(dir: &Path, extra_stage: &str) -> PathBuf {
-    std::fs::write(dir.join("sys.img"), noise(12 * MIB as usize, 7)).unwrap();
-    std::fs::write(dir.join("note.txt"), b"hello fault\n".repeat(1000)).unwrap();
-    let p = dir.join("f.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "version: 1\nname: faults\n\
-system: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x86 }}\n\
-media: {{ build: sp2-slipstream }}\n\
-backup:\n  id: b\n  root: .\n  artifacts:\n\
-\x20   - {{ id: sys, path: sys.img, format: raw, size: 12MiB, sha256: {} }}\n\
-\x20   - {{ id: note, path: note.txt, format: file, size: 12000, sha256: {} }}\n\
-disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x0fa17000\"\n    size: 64MiB\n    partitions:\n\
+    xp_plan(
+        dir,
+        "faults.yaml",
+        "x86",
+        &noise(12 * MIB as usize, 7),
+        &b"hello fault\n".repeat(1000),
+        &format!("disks:\n  - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x0fa17000\"\n    size: 64MiB\n    partitions:\n\
 \x20     - {{ id: sys, start: 1MiB, size: 16MiB, type: ntfs, bootable: true, content: {{ image: sys }} }}\n\
 \x20     - {{ id: boot, start: 20MiB, size: 20MiB, type: fat16, content: {{ format: {{ fs: fat16, label: BOOT }}, files: [ {{ artifact: note, to: /note.txt }} ] }} }}\n\
-stages:\n{extra_stage}  - {{ id: asr, kind: asr }}\n",
-            sha(&dir.join("sys.img")),
-            sha(&dir.join("note.txt")),
-        ),
+stages:\n{extra_stage}  - {{ id: asr, kind: asr }}\n"),
     )
-    .unwrap();
-    p
 }
 
 /// A disk image full of the pattern (so anything written outside the

@@ -21,38 +21,27 @@ const DISKS: [(&str, u64); 4] = [("d0", 64), ("d1", 48), ("d2", 32), ("d3", 32)]
 fn plan(dir: &Path) -> PathBuf {
     let mut sys = noise(3 * MIB as usize, 3);
     sys.resize(4 * MIB as usize, 0);
-    std::fs::write(dir.join("sys.img"), sys).unwrap();
-    std::fs::write(dir.join("a.txt"), b"kill me softly\n".repeat(3000)).unwrap();
-    let p = dir.join("k.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "version: 1\nname: killpoints\n\
-system: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: x64 }}\n\
-media: {{ build: sp2-slipstream }}\n\
-backup:\n  id: b\n  root: .\n  artifacts:\n\
-\x20   - {{ id: sys, path: sys.img, format: raw, size: 4MiB, sha256: {} }}\n\
-\x20   - {{ id: note, path: a.txt, format: file, size: 45000, sha256: {} }}\n\
-disks:\n\
+    xp_plan(
+        dir,
+        "killpoints.yaml",
+        "x64",
+        &sys,
+        &b"kill me softly\n".repeat(3000),
+        "disks:\n\
 \x20 - id: d0\n    critical: true\n    table: mbr\n    signature: \"0x6b111000\"\n    size: 64MiB\n    partitions:\n\
-\x20     - {{ id: sys, size: 8MiB, type: ntfs, bootable: true, content: {{ image: sys }} }}\n\
-\x20     - {{ id: boot, size: 20MiB, type: fat16, content: {{ format: {{ fs: fat16, label: BOOT }}, files: [ {{ artifact: note, to: /note.txt }}, {{ artifact: note, to: /i386/asr.sif }} ] }} }}\n\
-\x20     - {{ id: l1, size: 16MiB, type: fat16, logical: true, content: {{ format: {{ fs: fat16, label: L1 }}, files: [ {{ artifact: note, to: /l1.txt }} ] }} }}\n\
-\x20     - {{ id: l2, size: rest, type: ntfs, logical: true }}\n\
+\x20     - { id: sys, size: 8MiB, type: ntfs, bootable: true, content: { image: sys } }\n\
+\x20     - { id: boot, size: 20MiB, type: fat16, content: { format: { fs: fat16, label: BOOT }, files: [ { artifact: note, to: /note.txt }, { artifact: note, to: /i386/asr.sif } ] } }\n\
+\x20     - { id: l1, size: 16MiB, type: fat16, logical: true, content: { format: { fs: fat16, label: L1 }, files: [ { artifact: note, to: /l1.txt } ] } }\n\
+\x20     - { id: l2, size: rest, type: ntfs, logical: true }\n\
 \x20 - id: d1\n    table: gpt\n    guid: 6f1c2a8e-4b7d-4e3a-9c51-2d8e7f0a1b3d\n    size: 48MiB\n    partitions:\n\
-\x20     - {{ id: msr, size: 8MiB, type: msr }}\n\
-\x20     - {{ id: data, size: rest, type: fat16, content: {{ format: {{ fs: fat16, label: DATA }}, files: [ {{ artifact: note, to: /g.txt }} ] }} }}\n\
-\x20 - id: d2\n    table: mbr\n    signature: \"0x6b111002\"\n    size: 32MiB\n    partitions: [ {{ id: m, size: 24MiB, type: ldm }} ]\n\
-\x20 - id: d3\n    table: mbr\n    signature: \"0x6b111003\"\n    size: 32MiB\n    partitions: [ {{ id: m, size: 24MiB, type: ldm }} ]\n\
+\x20     - { id: msr, size: 8MiB, type: msr }\n\
+\x20     - { id: data, size: rest, type: fat16, content: { format: { fs: fat16, label: DATA }, files: [ { artifact: note, to: /g.txt } ] } }\n\
+\x20 - id: d2\n    table: mbr\n    signature: \"0x6b111002\"\n    size: 32MiB\n    partitions: [ { id: m, size: 24MiB, type: ldm } ]\n\
+\x20 - id: d3\n    table: mbr\n    signature: \"0x6b111003\"\n    size: 32MiB\n    partitions: [ { id: m, size: 24MiB, type: ldm } ]\n\
 volumes:\n\
-\x20 - {{ id: stripe, layout: striped, stripe_size: 64KiB, members: [d2/m, d3/m], content: {{ format: {{ fs: ntfs, label: STRIPE }} }} }}\n\
-stages:\n  - {{ id: asr, kind: asr }}\n",
-            sha(&dir.join("sys.img")),
-            sha(&dir.join("a.txt")),
-        ),
+\x20 - { id: stripe, layout: striped, stripe_size: 64KiB, members: [d2/m, d3/m], content: { format: { fs: ntfs, label: STRIPE } } }\n\
+stages:\n  - { id: asr, kind: asr }\n",
     )
-    .unwrap();
-    p
 }
 
 /// Blank images for the four disks in `dir`.

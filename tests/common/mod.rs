@@ -240,3 +240,31 @@ pub fn example(dir: &Path, name: &str, probe_disk: &Path) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A plan file `dir/file` for an XP system (`arch`), whose backup is a raw
+/// image `sys.img` (`sys` bytes) and a text file `note.txt` (`note`), both
+/// written into `dir` with their sizes and sha256 in the plan; `rest` is
+/// the YAML from `disks:` on.
+pub fn xp_plan(dir: &Path, file: &str, arch: &str, sys: &[u8], note: &[u8], rest: &str) -> PathBuf {
+    std::fs::write(dir.join("sys.img"), sys).unwrap();
+    std::fs::write(dir.join("note.txt"), note).unwrap();
+    let name = file.trim_end_matches(".yaml");
+    let p = dir.join(file);
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: {name}\n\
+system: {{ os: windows-xp, build: sp2-slipstream, language: en, edition: professional, arch: {arch} }}\n\
+media: {{ build: sp2-slipstream }}\n\
+backup:\n  id: b\n  root: .\n  artifacts:\n\
+\x20   - {{ id: sys, path: sys.img, format: raw, size: {}, sha256: {} }}\n\
+\x20   - {{ id: note, path: note.txt, format: file, size: {}, sha256: {} }}\n{rest}",
+            sys.len(),
+            sha(&dir.join("sys.img")),
+            note.len(),
+            sha(&dir.join("note.txt")),
+        ),
+    )
+    .unwrap();
+    p
+}
