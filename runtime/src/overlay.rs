@@ -106,6 +106,36 @@ impl Device for Overlay {
         Ok(())
     }
 
+    fn data_extent(&self, offset: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+        let end = end.min(self.base.len());
+        let mut at = offset;
+        while at < end {
+            let covering = self
+                .written
+                .range(..=at)
+                .next_back()
+                .filter(|(_, &e)| e > at)
+                .map(|(_, &e)| e.min(end));
+            let (found, upto) = match covering {
+                // Written here: the scratch file knows where its data is.
+                Some(e) => (crate::fingerprint::data_extent(&self.scratch, at, e)?, e),
+                None => {
+                    let next = self
+                        .written
+                        .range(at..)
+                        .next()
+                        .map_or(end, |(&s, _)| s.min(end));
+                    (self.base.data_extent(at, next)?, next)
+                }
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+            at = upto;
+        }
+        Ok(None)
+    }
+
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let end = self.check(offset, buf.len())?;
         self.scratch.write_all_at(buf, offset)?;
