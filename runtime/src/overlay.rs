@@ -182,7 +182,22 @@ impl Device for Overlay {
         let (mut ours, mut theirs) = (vec![0_u8; GRANULE as usize], vec![0_u8; GRANULE as usize]);
         for (&start, &end) in &self.written {
             let mut at = start;
+            // Up to here the pieces may hold data on one side or the
+            // other; past it, the next data is looked up and the stretch
+            // that is a hole on both sides (zeros = zeros) skipped unread.
+            let mut data_end = start;
             while at < end {
+                if at >= data_end {
+                    let all = Some((at, end));
+                    let ours =
+                        crate::fingerprint::data_extent(&self.scratch, at, end).unwrap_or(all);
+                    let theirs = self.base.data_extent(at, end).unwrap_or(all);
+                    let Some((from, to)) = [ours, theirs].into_iter().flatten().min() else {
+                        break;
+                    };
+                    at = at.max(from / GRANULE * GRANULE);
+                    data_end = to;
+                }
                 let n = (end - at).min(GRANULE - at % GRANULE);
                 let (a, b) = (&mut ours[..n as usize], &mut theirs[..n as usize]);
                 let differs = match (self.scratch.read_exact_at(a, at), self.base.read_at(b, at)) {
