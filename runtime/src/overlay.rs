@@ -53,6 +53,26 @@ impl Overlay {
         self.written.insert(s, e);
     }
 
+    /// Whether `at` lies in a written extent, and where that stretch
+    /// (written, or not) ends, at most at `end`.
+    fn stretch(&self, at: u64, end: u64) -> (bool, u64) {
+        let covering = self
+            .written
+            .range(..=at)
+            .next_back()
+            .filter(|(_, &e)| e > at);
+        match covering {
+            Some((_, &e)) => (true, e.min(end)),
+            None => (
+                false,
+                self.written
+                    .range(at..)
+                    .next()
+                    .map_or(end, |(&s, _)| s.min(end)),
+            ),
+        }
+    }
+
     fn check(&self, offset: u64, len: usize) -> io::Result<u64> {
         offset
             .checked_add(len as u64)
@@ -79,22 +99,7 @@ impl Device for Overlay {
         let end = self.check(offset, buf.len())?;
         let mut at = offset;
         while at < end {
-            // The extent at or before `at`, if it covers it.
-            let covering = self
-                .written
-                .range(..=at)
-                .next_back()
-                .filter(|(_, &e)| e > at);
-            let (from_scratch, upto) = match covering {
-                Some((_, &e)) => (true, e.min(end)),
-                None => (
-                    false,
-                    self.written
-                        .range(at..)
-                        .next()
-                        .map_or(end, |(&s, _)| s.min(end)),
-                ),
-            };
+            let (from_scratch, upto) = self.stretch(at, end);
             let piece = &mut buf[(at - offset) as usize..(upto - offset) as usize];
             if from_scratch {
                 self.scratch.read_exact_at(piece, at)?;
@@ -110,23 +115,12 @@ impl Device for Overlay {
         let end = end.min(self.base.len());
         let mut at = offset;
         while at < end {
-            let covering = self
-                .written
-                .range(..=at)
-                .next_back()
-                .filter(|(_, &e)| e > at)
-                .map(|(_, &e)| e.min(end));
-            let (found, upto) = match covering {
+            let (written, upto) = self.stretch(at, end);
+            let found = if written {
                 // Written here: the scratch file knows where its data is.
-                Some(e) => (crate::fingerprint::data_extent(&self.scratch, at, e)?, e),
-                None => {
-                    let next = self
-                        .written
-                        .range(at..)
-                        .next()
-                        .map_or(end, |(&s, _)| s.min(end));
-                    (self.base.data_extent(at, next)?, next)
-                }
+                crate::fingerprint::data_extent(&self.scratch, at, upto)?
+            } else {
+                self.base.data_extent(at, upto)?
             };
             if found.is_some() {
                 return Ok(found);

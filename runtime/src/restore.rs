@@ -17,6 +17,7 @@
 //! re-run.
 
 use crate::target::Device;
+use rplan_compiler::analyze::artifacts::fill;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, Read};
@@ -314,20 +315,6 @@ fn hash_loop(rx: Receiver<Filled>, tx: SyncSender<Filled>) -> [u8; 32] {
         }
     }
     hasher.finalize().into()
-}
-
-/// Read until `buf` is full or the stream ends.
-fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = 0;
-    while len < buf.len() {
-        match src.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(len)
 }
 
 /// Write each filled buffer at its place, skipping zero blocks if allowed,

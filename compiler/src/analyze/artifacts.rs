@@ -372,8 +372,9 @@ pub fn hash_artifact_upto(
 const HASH_BUFFERS: usize = 3;
 const HASH_BUF: usize = 4 << 20;
 
-/// Read until `buf` is full or the stream ends; the bytes read.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Read until `buf` is full or the stream ends; the bytes read (short
+/// only at the end of the stream). Shared with the restore's reader.
+pub fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut len = 0;
     while len < buf.len() {
         match r.read(&mut buf[len..]) {
