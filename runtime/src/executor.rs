@@ -1030,11 +1030,13 @@ impl Run<'_> {
                 ),
                 Err(StepError(d)) => (false, None, Some(d.message.clone()), "failed"),
             };
+            let target = self.place_identity(step);
             self.journal(Record::StepDone {
                 step: step.id.clone(),
                 ok,
                 fingerprint,
                 message: message.clone(),
+                target,
             })?;
             self.finished(stage, step, outcome, message.as_deref());
             if let Err(StepError(d)) = result {
@@ -1131,6 +1133,37 @@ impl Run<'_> {
             outcome: outcome.to_string(),
             estimate_s: if outcome == "skipped" { 0 } else { estimate_s },
         });
+    }
+
+    /// The identity of the disk(s) `step` writes to, as the journal
+    /// records it: `identity::fingerprint` of the target, or of every member
+    /// disk of its volume joined with `+`. `None` for a step with no place
+    /// or a target that cannot be identified.
+    fn place_identity(&self, step: &CStep) -> Option<String> {
+        let disks: Vec<&str> = match (&step.volume, &step.disk) {
+            (Some(v), _) => {
+                let mut d: Vec<&str> = self
+                    .plan
+                    .volume(v)?
+                    .members
+                    .iter()
+                    .map(|m| m.disk.as_str())
+                    .collect();
+                d.sort_unstable();
+                d.dedup();
+                d
+            }
+            (None, Some(d)) => vec![d.as_str()],
+            (None, None) => return None,
+        };
+        let ids = disks
+            .iter()
+            .map(|d| {
+                let di = self.plan.disks.iter().position(|x| x.id == *d)?;
+                crate::identity::fingerprint(&self.targets.get(di)?.as_ref()?.path)
+            })
+            .collect::<Option<Vec<String>>>()?;
+        Some(ids.join("+"))
     }
 
     /// A format step's estimate and description for the real target: the
@@ -1616,7 +1649,11 @@ impl Run<'_> {
         let (path, format, expected) = self.artifact(&image)?;
         let size = expected.size.unwrap_or(0);
         let sha = hex(&expected.sha256);
-        let prior = self.journal.done_before(&step.id).is_some();
+        let here = self.place_identity(step);
+        let prior = self
+            .journal
+            .done_before(&step.id, here.as_deref())
+            .is_some();
         let matched = step
             .disk
             .as_deref()
@@ -1729,7 +1766,7 @@ impl Run<'_> {
                 temp_dir: temp.as_deref(),
             };
             let mut region = Region::whole(dev);
-            mkfs::format(&mut region, len, fs, &opts).map_err(|e| {
+            let made = mkfs::format(&mut region, len, fs, &opts).map_err(|e| {
                 let code = match e {
                     mkfs::MkfsError::ToolMissing(..) => codes::TOOL_MISSING,
                     // Reading or writing the target or the temp file.
@@ -1739,9 +1776,10 @@ impl Run<'_> {
                 (code, e)
             })?;
             region.flush().map_err(|e| (codes::IO_FAILED, e))?;
-            let fp = hash_range(&region, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
+            // Fingerprinted from what was written, not read back: the cost
+            // follows mkfs's output, not the partition's size.
             Ok(StepOk::Done {
-                fingerprint: Some(fp),
+                fingerprint: Some(made.fingerprint),
             })
         })
     }
@@ -1774,7 +1812,7 @@ impl Run<'_> {
         self.with_place(step, |dev, _| {
             install_and_check(dev, &sources)?;
             let len = dev.len();
-            let fp = hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e))?;
+            let fp = crate::fingerprint::of_device(dev, len).map_err(|e| (codes::IO_FAILED, e))?;
             Ok(StepOk::Done {
                 fingerprint: Some(fp),
             })
@@ -1784,7 +1822,11 @@ impl Run<'_> {
     /// A write step the journal says was done, whose range still hashes to
     /// the recorded fingerprint: skip it.
     fn unchanged(&mut self, step: &CStep) -> Option<StepOk> {
-        let fp = self.journal.done_before(&step.id)??.to_string();
+        let here = self.place_identity(step);
+        let fp = self
+            .journal
+            .done_before(&step.id, here.as_deref())??
+            .to_string();
         // The content chain after this step changes the range: only the last
         // step's fingerprint describes what is there now.
         let later = self
@@ -1799,11 +1841,12 @@ impl Run<'_> {
             Some(next) => self.journal.done(&next)??.to_string(),
             None => fp.clone(),
         };
-        let now = self.with_place(step, |dev, _| {
+        let same = self.with_place(step, |dev, _| {
             let len = dev.len();
-            hash_range(dev, 0, len, &mut |_| {}).map_err(|e| (codes::IO_FAILED, e).into())
+            crate::fingerprint::range_matches(dev, len, &expect)
+                .map_err(|e| (codes::IO_FAILED, e).into())
         });
-        (now.ok()? == expect).then_some(StepOk::Unchanged {
+        same.ok()?.then_some(StepOk::Unchanged {
             fingerprint: Some(fp),
         })
     }
@@ -1861,15 +1904,19 @@ impl Run<'_> {
         with_place(self.plan, &mut self.targets, step, |dev, first_sector| {
             let n = len.unwrap_or(dev.len());
             let mut throttle = Throttle::new(n);
-            let got = hash_range(dev, 0, n, &mut |done| {
-                if throttle.due(done) {
-                    obs.event(&Event::Bytes {
-                        step: &id,
-                        done,
-                        total: n,
-                    });
-                }
-            })
+            let got = if crate::fingerprint::is_sparse(&expect) {
+                crate::fingerprint::of_device(dev, n)
+            } else {
+                hash_range(dev, 0, n, &mut |done| {
+                    if throttle.due(done) {
+                        obs.event(&Event::Bytes {
+                            step: &id,
+                            done,
+                            total: n,
+                        });
+                    }
+                })
+            }
             .map_err(|e| (codes::IO_FAILED, e))?;
             // An image restored in an earlier run and relocated by its
             // `bootsector` step: compare it as made.

@@ -33,6 +33,12 @@ pub enum Record {
         ok: bool,
         fingerprint: Option<String>,
         message: Option<String>,
+        /// Identity of the target(s) the step wrote to
+        /// (`identity::fingerprint`, `+`-joined for a volume's members):
+        /// a result recorded for another disk is no reason to expect it
+        /// on this one. Absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
     },
     StageDone {
         stage: String,
@@ -261,16 +267,21 @@ impl Journal {
     }
 
     /// Like [`Journal::done`], for the step now running: its own fresh
-    /// `started` record is passed over.
-    pub fn done_before(&self, step: &str) -> Option<Option<&str>> {
+    /// `started` record is passed over. `target`: the identity of the
+    /// target the step now writes to; a success recorded on another target
+    /// (or with none recorded) counts as never done here.
+    pub fn done_before(&self, step: &str, target: Option<&str>) -> Option<Option<&str>> {
         let mut passed_current = false;
         self.records.iter().rev().find_map(|r| match r {
             Record::StepDone {
                 step: s,
                 ok,
                 fingerprint,
+                target: on,
                 ..
-            } if s == step => Some(ok.then_some(fingerprint.as_deref())),
+            } if s == step => Some(
+                (*ok && on.is_some() && on.as_deref() == target).then_some(fingerprint.as_deref()),
+            ),
             Record::StepStarted { step: s } if s == step && !passed_current => {
                 passed_current = true;
                 None

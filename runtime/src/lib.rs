@@ -16,6 +16,7 @@ pub mod events;
 pub mod executor;
 pub mod fat;
 pub mod fault;
+pub mod fingerprint;
 pub mod identity;
 pub mod inspect;
 pub mod journal;

@@ -96,6 +96,8 @@ pub struct FormatReport {
     pub zero_bytes: u64,
     /// Bytes not written because the destination already reads zeros.
     pub skipped_bytes: u64,
+    /// [`crate::fingerprint`] of the range as formatted.
+    pub fingerprint: String,
 }
 
 #[derive(Debug)]
@@ -213,10 +215,16 @@ pub fn format<W: Write + Seek + ?Sized>(
         data_bytes: 0,
         zero_bytes: 0,
         skipped_bytes: 0,
+        fingerprint: String::new(),
     };
     copy_sparse(&temp.file, dst, len, opts.holes, &mut report).map_err(io_err(format!(
         "copying the new {fs} filesystem into place"
     )))?;
+    // What the destination now holds is what the temp file holds: the
+    // tool's data, zeros elsewhere. Reading the temp file's few data
+    // extents again (page cache) is cheap; reading the range back is not.
+    report.fingerprint = crate::fingerprint::of_file(&temp.file, len)
+        .map_err(io_err("fingerprinting the new filesystem"))?;
     Ok(report)
 }
 
@@ -530,14 +538,13 @@ fn copy_sparse<W: Write + Seek + ?Sized>(
     let mut pos = 0u64;
     let mut buf = vec![0u8; COPY_BUFFER];
     while pos < len {
-        let data = seek_data(src, pos, len)?;
+        let Some((data, end)) = crate::fingerprint::data_extent(src, pos, len)? else {
+            fill_zeros(dst, pos, len - pos, holes, report)?;
+            break;
+        };
         if data > pos {
             fill_zeros(dst, pos, data - pos, holes, report)?;
         }
-        if data >= len {
-            break;
-        }
-        let end = seek_hole(src, data, len)?;
         let mut at = data;
         while at < end {
             let n = ((end - at) as usize).min(buf.len());
@@ -612,37 +619,4 @@ fn fill_zeros<W: Write + Seek + ?Sized>(
     }
     report.zero_bytes += len;
     Ok(())
-}
-
-/// The next data offset at or after `pos`, or `len` if there is none.
-/// Filesystems without SEEK_DATA get "everything is data".
-fn seek_data(file: &File, pos: u64, len: u64) -> io::Result<u64> {
-    match lseek(file, pos, libc::SEEK_DATA) {
-        Ok(at) => Ok(at.min(len)),
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(len),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(pos),
-        Err(e) => Err(e),
-    }
-}
-
-/// The end of the data extent starting at `pos` (never past `len`).
-fn seek_hole(file: &File, pos: u64, len: u64) -> io::Result<u64> {
-    match lseek(file, pos, libc::SEEK_HOLE) {
-        Ok(at) => Ok(at.min(len)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(len),
-        Err(e) => Err(e),
-    }
-}
-
-fn lseek(file: &File, pos: u64, whence: libc::c_int) -> io::Result<u64> {
-    let offset = libc::off_t::try_from(pos)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-    // SAFETY: lseek only reads the descriptor number, which `file` keeps
-    // open for the duration of the call. Moving the file position is fine:
-    // all reads here are positional (pread).
-    let at = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
-    if at < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(at as u64)
 }

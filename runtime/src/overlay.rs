@@ -53,6 +53,26 @@ impl Overlay {
         self.written.insert(s, e);
     }
 
+    /// Whether `at` lies in a written extent, and where that stretch
+    /// (written, or not) ends, at most at `end`.
+    fn stretch(&self, at: u64, end: u64) -> (bool, u64) {
+        let covering = self
+            .written
+            .range(..=at)
+            .next_back()
+            .filter(|(_, &e)| e > at);
+        match covering {
+            Some((_, &e)) => (true, e.min(end)),
+            None => (
+                false,
+                self.written
+                    .range(at..)
+                    .next()
+                    .map_or(end, |(&s, _)| s.min(end)),
+            ),
+        }
+    }
+
     fn check(&self, offset: u64, len: usize) -> io::Result<u64> {
         offset
             .checked_add(len as u64)
@@ -79,22 +99,7 @@ impl Device for Overlay {
         let end = self.check(offset, buf.len())?;
         let mut at = offset;
         while at < end {
-            // The extent at or before `at`, if it covers it.
-            let covering = self
-                .written
-                .range(..=at)
-                .next_back()
-                .filter(|(_, &e)| e > at);
-            let (from_scratch, upto) = match covering {
-                Some((_, &e)) => (true, e.min(end)),
-                None => (
-                    false,
-                    self.written
-                        .range(at..)
-                        .next()
-                        .map_or(end, |(&s, _)| s.min(end)),
-                ),
-            };
+            let (from_scratch, upto) = self.stretch(at, end);
             let piece = &mut buf[(at - offset) as usize..(upto - offset) as usize];
             if from_scratch {
                 self.scratch.read_exact_at(piece, at)?;
@@ -104,6 +109,25 @@ impl Device for Overlay {
             at = upto;
         }
         Ok(())
+    }
+
+    fn data_extent(&self, offset: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+        let end = end.min(self.base.len());
+        let mut at = offset;
+        while at < end {
+            let (written, upto) = self.stretch(at, end);
+            let found = if written {
+                // Written here: the scratch file knows where its data is.
+                crate::fingerprint::data_extent(&self.scratch, at, upto)?
+            } else {
+                self.base.data_extent(at, upto)?
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+            at = upto;
+        }
+        Ok(None)
     }
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
@@ -152,7 +176,22 @@ impl Device for Overlay {
         let (mut ours, mut theirs) = (vec![0_u8; GRANULE as usize], vec![0_u8; GRANULE as usize]);
         for (&start, &end) in &self.written {
             let mut at = start;
+            // Up to here the pieces may hold data on one side or the
+            // other; past it, the next data is looked up and the stretch
+            // that is a hole on both sides (zeros = zeros) skipped unread.
+            let mut data_end = start;
             while at < end {
+                if at >= data_end {
+                    let all = Some((at, end));
+                    let ours =
+                        crate::fingerprint::data_extent(&self.scratch, at, end).unwrap_or(all);
+                    let theirs = self.base.data_extent(at, end).unwrap_or(all);
+                    let Some((from, to)) = [ours, theirs].into_iter().flatten().min() else {
+                        break;
+                    };
+                    at = at.max(from / GRANULE * GRANULE);
+                    data_end = to;
+                }
                 let n = (end - at).min(GRANULE - at % GRANULE);
                 let (a, b) = (&mut ours[..n as usize], &mut theirs[..n as usize]);
                 let differs = match (self.scratch.read_exact_at(a, at), self.base.read_at(b, at)) {

@@ -6,9 +6,10 @@
 //! with, 8 MiB at the usual levels, accepted up to 2 GiB for `--long=31`,
 //! like `check`) whatever the image size. Three stages run at once, passing buffers along without
 //! copying them: the calling thread reads (and decompresses), a second
-//! thread hashes, a third writes and syncs every [`SYNC_EVERY`] bytes so that
-//! the device's writeback overlaps the hashing instead of all landing in
-//! one long final sync.
+//! thread hashes, a third writes and starts writeback every
+//! [`WRITEBACK_EVERY`] bytes without waiting for it, so that the device's
+//! writeback overlaps the reading and hashing instead of all landing in one
+//! long final sync, and no mid-stream sync stalls the pipeline.
 //!
 //! Not for: deciding where an image goes or whether the target may be
 //! written (the executor does that), or rolling back: a failed verification
@@ -16,6 +17,7 @@
 //! re-run.
 
 use crate::target::Device;
+use rplan_compiler::analyze::artifacts::fill;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, Read};
@@ -28,9 +30,36 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 const BUF_SIZE: usize = 4 << 20;
 /// One buffer per stage (read, hash, write) and one in flight.
 const BUFFERS: usize = 4;
-/// The writer syncs after this many bytes: writeback then runs while later
-/// buffers are read and hashed, and dirty memory stays bounded.
-pub const SYNC_EVERY: u64 = 64 << 20;
+/// The writer starts writeback after this many bytes written
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait): the
+/// disk is kept busy while later buffers are read and hashed, dirty memory
+/// stays bounded, and the one `fdatasync` at the end finds little to do.
+/// An `fdatasync` here instead (what rplan did before) stalls the whole
+/// pipeline until the disk has caught up (BENCHMARKS.md).
+pub const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// How the writer flushes while streaming. `RPLAN_RESTORE_SYNC` picks one
+/// for benchmarks (benches/restore.sh compares them); the default is
+/// [`SyncMode::Writeback`]. Every mode ends with one `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncMode {
+    /// Start writeback every [`WRITEBACK_EVERY`] bytes, never wait.
+    Writeback,
+    /// `fdatasync` every [`WRITEBACK_EVERY`] bytes (the old way).
+    Fdatasync,
+    /// Nothing until the final sync.
+    Final,
+}
+
+impl SyncMode {
+    fn from_env() -> SyncMode {
+        match std::env::var("RPLAN_RESTORE_SYNC").as_deref() {
+            Ok("fdatasync") => SyncMode::Fdatasync,
+            Ok("final") => SyncMode::Final,
+            _ => SyncMode::Writeback,
+        }
+    }
+}
 /// Granularity of zero skipping. Aligned to the artifact's own offsets,
 /// which are aligned on the device when the partition is (1 MiB usually).
 const ZERO_BLOCK: usize = 64 << 10;
@@ -288,22 +317,8 @@ fn hash_loop(rx: Receiver<Filled>, tx: SyncSender<Filled>) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// Read until `buf` is full or the stream ends.
-fn fill(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = 0;
-    while len < buf.len() {
-        match src.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(len)
-}
-
 /// Write each filled buffer at its place, skipping zero blocks if allowed,
-/// syncing every [`SYNC_EVERY`] bytes. Returns (bytes written, bytes
+/// starting writeback every [`WRITEBACK_EVERY`] bytes. Returns (bytes written, bytes
 /// skipped).
 fn write_loop(
     dev: &mut dyn Device,
@@ -315,6 +330,9 @@ fn write_loop(
     let mut written = 0u64;
     let mut skipped = 0u64;
     let mut synced = 0u64;
+    // Image offset up to which writeback has been started.
+    let mut queued = 0u64;
+    let mode = SyncMode::from_env();
     for Filled { buf, len, offset } in full_rx {
         let data = &buf[..len];
         let at = start + offset;
@@ -341,9 +359,16 @@ fn write_loop(
                 written += (len - r) as u64;
             }
         }
-        if written - synced >= SYNC_EVERY {
-            dev.sync()?;
+        if written - synced >= WRITEBACK_EVERY {
+            // Start writeback of what this stretch wrote, and go on.
+            let end = offset + len as u64;
+            match mode {
+                SyncMode::Writeback => dev.start_writeback(start + queued, end - queued),
+                SyncMode::Fdatasync => dev.sync()?,
+                SyncMode::Final => {}
+            }
             synced = written;
+            queued = end;
         }
         // The reader may already have finished; then the buffer just drops.
         let _ = free_tx.send(buf);

@@ -39,6 +39,18 @@ pub trait Device: Send {
     fn zero_range(&mut self, offset: u64, len: u64) -> io::Result<()>;
     /// Flush written data to stable storage.
     fn sync(&mut self) -> io::Result<()>;
+    /// Start writing `[offset, offset+len)` back to the disk without
+    /// waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a long
+    /// stream of writes then keeps the disk busy, and the final
+    /// [`Device::sync`] finds little left to do. Only a hint: no-op where
+    /// there is nothing to start.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
+    /// The next range inside `[offset, end)` that may hold data other than
+    /// zeros, or `None` if all of the rest reads as zeros. Devices that
+    /// cannot tell (block devices) say all of it may.
+    fn data_extent(&self, offset: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+        Ok((offset < end).then_some((offset, end)))
+    }
     /// Tell the kernel a new partition table was written (block devices:
     /// BLKRRPART); nothing to do for images and simulations.
     fn table_changed(&self) -> io::Result<()> {
@@ -338,6 +350,30 @@ impl Device for ImageFile {
         self.0.file.sync_data()?;
         self.0.still_there()
     }
+
+    fn data_extent(&self, offset: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+        crate::fingerprint::data_extent(&self.0.file, offset, end.min(self.0.len))
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(&self.0.file, offset, len);
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range's dirty pages
+/// for writeback and return. Errors are not reported here: the final
+/// `fdatasync` reports any write error.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(off), Ok(n)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return;
+    };
+    // SAFETY: a plain syscall on our own open descriptor; it reads no memory.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 // Block-layer ioctls, from <linux/fs.h>. libc does not export all of them.
@@ -475,6 +511,10 @@ impl Device for BlockDevice {
 
     fn sync(&mut self) -> io::Result<()> {
         self.0.file.sync_all()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(&self.0.file, offset, len);
     }
 }
 
@@ -913,6 +953,23 @@ impl Device for Region<'_> {
 
     fn sync(&mut self) -> io::Result<()> {
         self.dev.sync()
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        if fits(offset, len, self.len) {
+            self.dev.start_writeback(self.start + offset, len);
+        }
+    }
+
+    fn data_extent(&self, offset: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+        let end = end.min(self.len);
+        if offset >= end {
+            return Ok(None);
+        }
+        Ok(self
+            .dev
+            .data_extent(self.start + offset, self.start + end)?
+            .map(|(a, b)| (a - self.start, b - self.start)))
     }
 }
 

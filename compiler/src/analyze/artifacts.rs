@@ -1,7 +1,9 @@
 //! The backup set: artifact ids, paths, and — unless `--no-artifacts` — the
 //! files themselves: regular files inside the backup root, present, of the
 //! stated size, with the stated sha256 (hashed as a stream, so a 10 GiB
-//! image costs a 1 MiB buffer, and never past the stated size + 1).
+//! image costs three 4 MiB buffers, read on one thread and hashed on
+//! another, never past the stated size + 1; several artifacts are hashed at
+//! once).
 //!
 //! zstd artifacts are decoded here and by the restore with the same
 //! settings ([`zstd_decoder`]): windows up to [`ZSTD_WINDOW_LOG_MAX`]
@@ -39,7 +41,14 @@ pub fn check(
     let root = base_dir.join(&backup.root);
     let used = used_artifacts(plan);
     let mut out = Vec::new();
+    // Per artifact: its diagnostics in order, and the file to hash (hashed
+    // below, several at once).
+    let mut found: Vec<(Vec<Diagnostic>, Option<ToHash>)> = Vec::new();
+    let all = diags;
     for (n, a) in backup.artifacts.iter().enumerate() {
+        let mut local = Vec::new();
+        let diags = &mut local;
+        let mut job = None;
         let ap = format!("/backup/artifacts/{n}");
         let rel = Path::new(&a.path);
         let escapes =
@@ -75,7 +84,13 @@ pub fn check(
         let path = std::path::absolute(root.join(&a.path)).unwrap_or_else(|_| root.join(&a.path));
         // A path that leaves the root is never opened, let alone hashed.
         if !options.no_artifacts && !escapes && inside_root(&root, &path, &ap, diags) {
-            verify_file(&path, a.format, size, &a.sha256, &ap, diags);
+            job = Some(ToHash {
+                path: path.clone(),
+                format: a.format,
+                size,
+                sha256: a.sha256.clone(),
+                ap,
+            });
         }
         out.push(CArtifact {
             id: a.id.clone(),
@@ -84,8 +99,51 @@ pub fn check(
             size,
             sha256: a.sha256.to_ascii_lowercase(),
         });
+        found.push((local, job));
+    }
+    hash_all(&mut found);
+    for (local, _) in found {
+        all.extend(local);
     }
     out
+}
+
+/// An artifact file to check against the plan.
+struct ToHash {
+    path: std::path::PathBuf,
+    format: ArtifactFormat,
+    size: Option<u64>,
+    sha256: String,
+    ap: String,
+}
+
+/// Verify every artifact that has a job, several at once (one per CPU,
+/// at most four: each is one sequential read of the backup store), adding
+/// each one's diagnostics to its own list so the order stays the plan's.
+fn hash_all(found: &mut [(Vec<Diagnostic>, Option<ToHash>)]) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4);
+    let slots: Vec<std::sync::Mutex<&mut (Vec<Diagnostic>, Option<ToHash>)>> = found
+        .iter_mut()
+        .filter(|(_, job)| job.is_some())
+        .map(std::sync::Mutex::new)
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(slots.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = slots.get(i) else { break };
+                // Each slot is taken by one worker only: never contended.
+                let Ok(mut slot) = slot.lock() else { break };
+                let (diags, job) = &mut **slot;
+                if let Some(j) = job.take() {
+                    verify_file(&j.path, j.format, j.size, &j.sha256, &j.ap, diags);
+                }
+            });
+        }
+    });
 }
 
 fn used_artifacts(plan: &Plan) -> Vec<&str> {
@@ -274,7 +332,7 @@ pub fn hash_artifact_upto(
     if !file.metadata()?.is_file() {
         return Err(not_regular());
     }
-    let decoded: Box<dyn Read> = match format {
+    let decoded: Box<dyn Read + Send> = match format {
         ArtifactFormat::RawZstd => Box::new(zstd_decoder(file)?),
         ArtifactFormat::PartcloneZstd => {
             Box::new(crate::partclone::Expand::new(zstd_decoder(file)?)?)
@@ -282,20 +340,54 @@ pub fn hash_artifact_upto(
         _ => Box::new(file),
     };
     let mut reader = decoded.take(size.map_or(u64::MAX, |s| s.saturating_add(1)));
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0_u8; 1 << 20];
-    let mut len = 0_u64;
-    loop {
-        let n = match reader.read(&mut buf) {
+    // Reading (and decompressing) on one thread, hashing on this one: the
+    // pass costs the slower of the two, not their sum.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(HASH_BUFFERS);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_BUFFERS);
+    for _ in 0..HASH_BUFFERS {
+        let _ = free_tx.send(vec![0_u8; HASH_BUF]);
+    }
+    std::thread::scope(|s| {
+        let reading = s.spawn(move || -> std::io::Result<()> {
+            while let Ok(mut buf) = free_rx.recv() {
+                let n = fill(&mut reader, &mut buf)?;
+                if n == 0 || full_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut hasher = Sha256::new();
+        let mut len = 0_u64;
+        for (buf, n) in full_rx {
+            hasher.update(&buf[..n]);
+            len += n as u64;
+            let _ = free_tx.send(buf);
+        }
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")))?;
+        Ok((hex(&hasher.finalize()), len))
+    })
+}
+
+/// Buffers in flight between the reading and the hashing thread.
+const HASH_BUFFERS: usize = 3;
+const HASH_BUF: usize = 4 << 20;
+
+/// Read until `buf` is full or the stream ends; the bytes read (short
+/// only at the end of the stream). Shared with the restore's reader.
+pub fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match r.read(&mut buf[len..]) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
+        }
     }
-    Ok((hex(&hasher.finalize()), len))
+    Ok(len)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
