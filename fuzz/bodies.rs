@@ -223,7 +223,8 @@ pub fn journal(data: &[u8]) {
         let _ = journal.stage_outcome(id);
         let _ = journal.step_outcome(id);
         let _ = journal.done(id);
-        let _ = journal.done_before(id);
+        let _ = journal.done_before(id, None);
+        let _ = journal.done_before(id, Some("file:1:2:1048576"));
         let _ = journal.torn(id);
     }
 }
