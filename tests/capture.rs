@@ -430,6 +430,35 @@ fn a_dump_that_is_not_one_is_a_usage_error() {
     assert!(run.stderr.contains("line 1"), "{}", run.stderr);
 }
 
+/// Dumps with numbers no disk has: a logical partition at sector 0 (no
+/// room for its EBR), partitions ending past 2^64 bytes, a GPT with no
+/// last-lba whose partitions end at the limit. Each is exit 0 or 2 with a
+/// message, never a panic (exit 101).
+#[test]
+fn hostile_dumps_are_refused_or_described_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = [
+        "label: dos\nlabel-id: 0x1\nunit: sectors\n\n/dev/x1 : start=0, size=2048, type=f\n/dev/x5 : start=0, size=100, type=7\n",
+        "label: dos\nunit: sectors\n\n/dev/x1 : start=18446744073709551615, size=1, type=7\n",
+        "label: dos\nunit: sectors\n\n/dev/x1 : start=36028797018963967, size=1, type=7\n",
+        "label: gpt\nlabel-id: 3E4B1C2A-0000-4000-8000-000000000001\nunit: sectors\n\n/dev/x1 : start=36028797018963900, size=60, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n",
+        "label: gpt\nlabel-id: 3E4B1C2A-0000-4000-8000-000000000001\nlast-lba: 18446744073709551615\nunit: sectors\n\n/dev/x1 : start=34, size=60, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n",
+    ];
+    for (i, dump) in dumps.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.dump"));
+        std::fs::write(&path, dump).unwrap();
+        let run = Rplan::new()
+            .args(["capture", "--from-sfdisk", p(&path), "-o", "-"])
+            .run();
+        assert!(
+            matches!(run.code, 0 | 2),
+            "dump {i}: exit {}\n{}",
+            run.code,
+            run.stderr
+        );
+    }
+}
+
 /// A data disk (no active partition) is not marked critical: a critical
 /// MBR disk with nothing to start would fail check (RP0341).
 #[test]

@@ -156,10 +156,14 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
     let mut notes = Vec::new();
     if let Some((start, len, t)) = extended {
         let logicals: Vec<&CapturedPartition> = out.iter().filter(|p| p.logical).collect();
-        let ours = logicals.first().zip(logicals.last()).map(|(a, b)| {
-            let first = a.start / ss - 1;
-            (first, (b.start + b.size) / ss - first)
-        });
+        // A logical partition at sector 0 has no room for its EBR: not ours.
+        let ours = logicals
+            .first()
+            .zip(logicals.last())
+            .and_then(|(a, b)| {
+                let first = (a.start / ss).checked_sub(1)?;
+                Some((first, ((b.start + b.size) / ss).checked_sub(first)?))
+            });
         if ours != Some((start, len)) || t != 0x0f {
             notes.push(format!(
                 "the dump's extended container (type {t:#04x}, sectors {start}+{len}) differs from the one rplan \
@@ -173,7 +177,9 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
                 .checked_add(34)
                 .and_then(|s| s.checked_mul(ss))
                 .ok_or("last-lba beyond 2^64 bytes")?,
-            None => end_max + 34 * ss,
+            None => end_max
+                .checked_add(34 * ss)
+                .ok_or("the partitions end beyond 2^64 bytes")?,
         }
     } else {
         end_max
