@@ -189,6 +189,10 @@ fn parse(dev: &dyn Device, ph: &[u8], disk_sectors: u64) -> Result<Database, Str
     )
 }
 
+/// A split record so far: (its fragment count, the slot of its first
+/// fragment, fragments by index).
+type Fragments = (u16, usize, BTreeMap<u16, Vec<u8>>);
+
 /// The records of the config region: every VBLK slot from `first` on,
 /// fragments of one record joined in order.
 fn join_vblks(config: &[u8], first: u64, vblk_size: u64) -> Result<Vec<Vec<u8>>, String> {
@@ -197,7 +201,7 @@ fn join_vblks(config: &[u8], first: u64, vblk_size: u64) -> Result<Vec<Vec<u8>>,
     // (slot of the record's first fragment, bytes): records keep their
     // order in the database, split or not.
     let mut whole: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut parts: BTreeMap<u64, (u16, usize, BTreeMap<u16, Vec<u8>>)> = BTreeMap::new();
+    let mut parts: BTreeMap<u64, Fragments> = BTreeMap::new();
     while let Some(v) = config.get(at..at + size) {
         at += size;
         if &v[..4] != b"VBLK" {

@@ -1,0 +1,222 @@
+//! `rplan capture` of Windows dynamic disks: the LDM database read back
+//! into the plan's `volumes:`, judged by `ldmtool` (libldm) on the source
+//! and on blank images the captured plan is applied to, and by blkid and
+//! fsck.vfat on the volume's bytes assembled in ldmtool's order.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const MIB: u64 = 1 << 20;
+
+fn ldmtool(imgs: &[PathBuf], args: &[&str]) -> Value {
+    let mut all: Vec<&str> = Vec::new();
+    for i in imgs {
+        all.extend(["-d", i.to_str().unwrap()]);
+    }
+    all.extend(args);
+    let out = tool("ldmtool", &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ldmtool {args:?}: {e}: {out}"))
+}
+
+fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len as usize];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Everything ldmtool says of the disk group's volumes on `imgs`, with
+/// the device paths left out (they differ between source and restore),
+/// and each volume's bytes in ldmtool's order.
+fn volumes(imgs: &[PathBuf]) -> (Vec<Value>, Vec<Vec<u8>>) {
+    let args: Vec<&str> = imgs.iter().map(|p| p.to_str().unwrap()).collect();
+    let scan: Value =
+        serde_json::from_str(&tool("ldmtool", &[&["scan"][..], &args[..]].concat())).unwrap();
+    let guid = scan[0].as_str().expect("a disk group").to_string();
+    let group = ldmtool(imgs, &["show", "diskgroup", &guid]);
+    let show = |what: &str, name: &str| ldmtool(imgs, &["show", what, &guid, name]);
+    let mut out = Vec::new();
+    let mut bytes = Vec::new();
+    for name in group["volumes"].as_array().unwrap() {
+        let mut v = show("volume", name.as_str().unwrap());
+        let mut parts = Vec::new();
+        let mut at = Vec::new();
+        for p in v["partitions"].as_array().unwrap() {
+            let p = show("partition", p.as_str().unwrap());
+            let d = show("disk", p["disk"].as_str().unwrap());
+            let start = d["data-start"].as_u64().unwrap() + p["start"].as_u64().unwrap();
+            at.push((
+                PathBuf::from(d["device"].as_str().unwrap()),
+                start * 512,
+                p["size"].as_u64().unwrap() * 512,
+            ));
+            parts.push(serde_json::json!([
+                p["name"], p["disk"], p["start"], p["size"]
+            ]));
+        }
+        v["partitions"] = Value::Array(parts);
+        v.as_object_mut().unwrap().remove("guid");
+        let size = v["size"].as_u64().unwrap() * 512;
+        let mut b = Vec::new();
+        match v["type"].as_str().unwrap() {
+            "simple" | "spanned" => {
+                for (img, start, len) in &at {
+                    b.extend(read_range(img, *start, *len));
+                }
+            }
+            "striped" => {
+                let chunk = v["chunk-size"].as_u64().unwrap() * 512;
+                let mut row = 0;
+                while (b.len() as u64) < size {
+                    for (img, start, _) in &at {
+                        b.extend(read_range(img, start + row * chunk, chunk));
+                    }
+                    row += 1;
+                }
+            }
+            other => panic!("no reassembly for {other}"),
+        }
+        b.truncate(size as usize);
+        out.push(v);
+        bytes.push(b);
+    }
+    (out, bytes)
+}
+
+/// Two dynamic disks: a striped volume restored from random bytes, a
+/// simple FAT16 volume labelled MORE.
+fn source(dir: &Path) -> Vec<PathBuf> {
+    std::fs::write(dir.join("vol.img"), noise((20 * MIB) as usize, 7)).unwrap();
+    let plan = format!(
+        "version: 1\nname: fs02\nsystem: {{ os: windows-xp, edition: professional, arch: x86, build: sp2-slipstream, language: en }}\n\
+         media: {{ build: sp2-slipstream }}\n\
+         backup:\n  id: b\n  root: .\n  artifacts:\n    - {{ id: data, path: vol.img, format: raw, size: {}, sha256: {} }}\n\
+         disks:\n\
+         \x20 - {{ id: d0, critical: true, table: mbr, signature: \"0x000001d0\", size: 64MiB, partitions: [ {{ id: m, size: 36MiB, type: ldm }}, {{ id: n, size: 20MiB, type: ldm }} ] }}\n\
+         \x20 - {{ id: d1, critical: true, table: mbr, signature: \"0x000001d1\", size: 64MiB, partitions: [ {{ id: m, size: 36MiB, type: ldm }} ] }}\n\
+         volumes:\n\
+         \x20 - {{ id: data, layout: striped, stripe_size: 64KiB, members: [d0/m, d1/m], critical: true, content: {{ image: data }} }}\n\
+         \x20 - {{ id: more, layout: simple, members: [d0/n], critical: false, content: {{ format: {{ fs: fat16, label: MORE }} }} }}\n\
+         stages:\n  - {{ id: asr, kind: asr }}\n",
+        20 * MIB,
+        sha(&dir.join("vol.img"))
+    );
+    std::fs::write(dir.join("plan.yaml"), plan).unwrap();
+    let imgs = vec![image(dir, "a.img", 64 * MIB), image(dir, "b.img", 64 * MIB)];
+    apply(dir, &dir.join("plan.yaml"), &imgs, "j0");
+    imgs
+}
+
+fn apply(dir: &Path, plan: &Path, imgs: &[PathBuf], journal: &str) {
+    let mut r = Rplan::new().args([
+        "apply",
+        plan.to_str().unwrap(),
+        "--yes",
+        "--skip-manual",
+        "--journal",
+        dir.join(journal).to_str().unwrap(),
+    ]);
+    for (i, p) in imgs.iter().enumerate() {
+        r = r.arg("--target").arg(format!("d{i}={}", p.display()));
+    }
+    r.run().code(0);
+}
+
+fn capture(dir: &Path, imgs: &[PathBuf], extra: &[&str]) -> PathBuf {
+    let out = dir.join("captured.yaml");
+    let mut r = Rplan::new().args([
+        "capture",
+        "-o",
+        out.to_str().unwrap(),
+        "--build",
+        "sp2-slipstream",
+        "--language",
+        "en",
+        "--edition",
+        "professional",
+        "--arch",
+        "x86",
+    ]);
+    for (i, p) in imgs.iter().enumerate() {
+        r = r.arg("--disk").arg(format!("d{i}={}", p.display()));
+    }
+    r.args(extra).run().code(0);
+    let check = Rplan::new().args(["check", out.to_str().unwrap()]).run();
+    assert!(
+        !check.stderr.contains("error["),
+        "the captured plan must check clean: {}\n{}",
+        check.stderr,
+        std::fs::read_to_string(&out).unwrap()
+    );
+    out
+}
+
+/// A FAT volume's bytes: blkid sees the label, fsck.vfat finds it clean.
+fn fat_label(dir: &Path, bytes: &[u8]) -> String {
+    let f = dir.join("vol.bin");
+    std::fs::write(&f, bytes).unwrap();
+    tool("fsck.vfat", &["-n", f.to_str().unwrap()]);
+    let label = tool(
+        "blkid",
+        &["-p", "-o", "value", "-s", "LABEL", f.to_str().unwrap()],
+    );
+    std::fs::remove_file(&f).unwrap();
+    label.trim().to_string()
+}
+
+#[test]
+fn captured_volumes_restore_to_what_ldmtool_saw_with_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (want, want_bytes) = volumes(&src);
+    assert_eq!(want.len(), 2);
+    let plan = capture(
+        dir.path(),
+        &src,
+        &["--backup", dir.path().join("bk").to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("layout: striped") && text.contains("stripe_size: 64KiB"),
+        "{text}"
+    );
+    let blank = vec![
+        image(dir.path(), "ra.img", 64 * MIB),
+        image(dir.path(), "rb.img", 64 * MIB),
+    ];
+    apply(dir.path(), &plan, &blank, "j1");
+    let (got, got_bytes) = volumes(&blank);
+    assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
+    // The volumes' bytes are the source's: the random striped volume and
+    // the FAT16 one.
+    assert_eq!(got_bytes, want_bytes);
+    assert_eq!(fat_label(dir.path(), &got_bytes[1]), "MORE");
+    for i in src.iter().chain(&blank) {
+        std::fs::remove_file(i).unwrap();
+    }
+}
+
+#[test]
+fn captured_volumes_without_backup_are_made_anew_with_their_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (want, _) = volumes(&src);
+    let plan = capture(dir.path(), &src, &[]);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("layout: simple") && text.contains("fs: fat16, label: \"MORE\""),
+        "{text}"
+    );
+    let blank = vec![
+        image(dir.path(), "ra.img", 64 * MIB),
+        image(dir.path(), "rb.img", 64 * MIB),
+    ];
+    apply(dir.path(), &plan, &blank, "j1");
+    let (got, got_bytes) = volumes(&blank);
+    assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
+    assert_eq!(fat_label(dir.path(), &got_bytes[1]), "MORE");
+}
