@@ -69,6 +69,24 @@ pub fn run(mut args: VerifyArgs) -> u8 {
             }
         }
     }
+    let given: Vec<(usize, &std::path::Path)> = args
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let di = plan.disks.iter().position(|d| d.id == t.disk)?;
+            Some((di, t.path.as_path()))
+        })
+        .collect();
+    match verify::verify_volumes(&plan, &given) {
+        Ok(d) => drift.extend(d),
+        Err(e) => {
+            eprintln!(
+                "error[{}]: cannot compare the dynamic volumes: {e}",
+                codes::CANNOT_READ
+            );
+            return exit::USAGE;
+        }
+    }
     match args.format {
         VerifyFormat::Json => println!(
             "{}",

@@ -155,6 +155,14 @@ fn capture(dir: &Path, imgs: &[PathBuf], extra: &[&str]) -> PathBuf {
     out
 }
 
+fn verify(plan: &Path, imgs: &[PathBuf]) -> Run {
+    let mut r = Rplan::new().args(["verify", plan.to_str().unwrap()]);
+    for (i, p) in imgs.iter().enumerate() {
+        r = r.arg("--target").arg(format!("d{i}={}", p.display()));
+    }
+    r.run()
+}
+
 /// A FAT volume's bytes: blkid sees the label, fsck.vfat finds it clean.
 fn fat_label(dir: &Path, bytes: &[u8]) -> String {
     let f = dir.join("vol.bin");
@@ -195,6 +203,49 @@ fn captured_volumes_restore_to_what_ldmtool_saw_with_backup() {
     // the FAT16 one.
     assert_eq!(got_bytes, want_bytes);
     assert_eq!(fat_label(dir.path(), &got_bytes[1]), "MORE");
+    // verify: the same on both; the disks given the other way round, a
+    // stripe size the disks do not have, a database wiped by dd are drift.
+    assert_eq!(verify(&plan, &src).code, 0);
+    assert_eq!(verify(&plan, &blank).code, 0);
+    let swapped = verify(&plan, &[blank[1].clone(), blank[0].clone()]);
+    assert_eq!(swapped.code, 1, "{}", swapped.stdout);
+    assert!(
+        swapped.stdout.contains(
+            "- volume volume1: dynamic volume missing (the plan has striped over d0/p1, d1/p1)"
+        ),
+        "{}",
+        swapped.stdout
+    );
+    let other = dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        text.replace("stripe_size: 64KiB", "stripe_size: 128KiB"),
+    )
+    .unwrap();
+    let r = verify(&other, &blank);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("~ volume volume1: stripe size 128 KiB → 64 KiB"),
+        "{}",
+        r.stdout
+    );
+    let b = blank[1].to_str().unwrap();
+    tool(
+        "dd",
+        &[
+            "if=/dev/zero",
+            &format!("of={b}"),
+            "bs=1M",
+            "seek=63",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    let r = verify(&plan, &blank);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("d1: LDM database"), "{}", r.stdout);
     for i in src.iter().chain(&blank) {
         std::fs::remove_file(i).unwrap();
     }
