@@ -270,4 +270,16 @@ fn captured_volumes_without_backup_are_made_anew_with_their_filesystem() {
     let (got, got_bytes) = volumes(&blank);
     assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
     assert_eq!(fat_label(dir.path(), &got_bytes[1]), "MORE");
+    // verify reads the filesystem through the volume: a label changed by
+    // mtools is drift.
+    assert_eq!(verify(&plan, &blank).code, 0);
+    let at = format!("{}@@{}", blank[0].display(), 37 * MIB);
+    tool("mlabel", &["-i", &at, "::OTHER"]);
+    let r = verify(&plan, &blank);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("~ volume volume2: label MORE → OTHER"),
+        "{}",
+        r.stdout
+    );
 }

@@ -196,28 +196,10 @@ pub fn verify_disk(
             .and_then(|f| f.content.clone());
         let Some(c) = &p.content else { continue };
         if let Some(f) = &c.format {
-            let found_fs = fs.as_ref().map(|s| fs_name(&s.kind, s.version.as_deref()));
-            if found_fs.as_deref() != Some(f.fs.name()) {
-                out.push(Drift::changed(
-                    &item,
-                    "filesystem",
-                    f.fs,
-                    found_fs.unwrap_or_else(|| "none".to_string()),
-                ));
-            } else if let Some(want) = &f.label {
-                let got = fs
-                    .as_ref()
-                    .and_then(|s| s.label.clone())
-                    .unwrap_or_default();
-                let same = if f.fs.is_fat() {
-                    want.eq_ignore_ascii_case(got.trim_end())
-                } else {
-                    *want == got
-                };
-                if !same {
-                    out.push(Drift::changed(&item, "label", want, got));
-                }
-            }
+            let found = fs
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.version.as_deref(), s.label.as_deref()));
+            out.extend(format_drift(&item, f, found));
         }
         if let (true, Some(image)) = (content, &c.image) {
             if let Some(d) = content_drift(plan, dev, p, image, &item)? {
@@ -259,6 +241,12 @@ pub fn verify_volumes(
         return Ok(out);
     }
     let mut lens = vec![0u64; plan.disks.len()];
+    let mut paths: Vec<Option<&Path>> = vec![None; plan.disks.len()];
+    for &(di, path) in targets {
+        if let Some(p) = paths.get_mut(di) {
+            *p = Some(path);
+        }
+    }
     // The database each given dynamic disk carries, by plan disk index.
     let mut dbs = vec![None; plan.disks.len()];
     for &(di, path) in targets {
@@ -419,6 +407,13 @@ pub fn verify_volumes(
                 got_members.join(", "),
             ));
         }
+        if let Some(f) = v.content.as_ref().and_then(|c| c.format.as_ref()) {
+            let found = volume_fs(plan, v, &lens, &paths)?;
+            let found = found
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.version.as_deref(), s.label.as_deref()));
+            out.extend(format_drift(&item, f, found));
+        }
     }
     for (fi, f) in db.volumes.iter().enumerate() {
         if !matched.contains(&fi) {
@@ -432,6 +427,68 @@ pub fn verify_volumes(
         }
     }
     Ok(out)
+}
+
+/// A formatted partition's or volume's filesystem and label against
+/// what blkid found (`(kind, version, label)`).
+fn format_drift(
+    item: &str,
+    f: &rplan_compiler::model::Format,
+    found: Option<(&str, Option<&str>, Option<&str>)>,
+) -> Option<Drift> {
+    let found_fs = found.map(|(kind, version, _)| fs_name(kind, version));
+    if found_fs.as_deref() != Some(f.fs.name()) {
+        return Some(Drift::changed(
+            item,
+            "filesystem",
+            f.fs,
+            found_fs.unwrap_or_else(|| "none".to_string()),
+        ));
+    }
+    let want = f.label.as_ref()?;
+    let got = found.and_then(|(_, _, l)| l).unwrap_or_default();
+    let same = if f.fs.is_fat() {
+        want.eq_ignore_ascii_case(got.trim_end())
+    } else {
+        want == got
+    };
+    (!same).then(|| Drift::changed(item, "label", want, got))
+}
+
+/// The filesystem on plan volume `v` read through its layout on the
+/// targets (`paths` by plan disk index), as blkid sees it.
+fn volume_fs(
+    plan: &CompiledPlan,
+    v: &rplan_compiler::compiled::CVolume,
+    lens: &[u64],
+    paths: &[Option<&Path>],
+) -> Result<Option<crate::capture::FoundFs>, String> {
+    let members = crate::layout::members(plan, v, |di| lens.get(di).copied().unwrap_or(0))
+        .ok_or("a member not in the plan")?;
+    let mut devices: Vec<Box<dyn Device>> = Vec::new();
+    let mut index: Vec<usize> = Vec::new();
+    let mut local = Vec::new();
+    for m in &members {
+        let i = match index.iter().position(|&d| d == m.device) {
+            Some(i) => i,
+            None => {
+                let path = paths
+                    .get(m.device)
+                    .copied()
+                    .flatten()
+                    .ok_or("a member disk not given")?;
+                devices
+                    .push(target::open_target(path, Access::ReadOnly).map_err(|e| e.to_string())?);
+                index.push(m.device);
+                index.len() - 1
+            }
+        };
+        local.push(crate::ldm::layout::Member { device: i, ..*m });
+    }
+    let layout = crate::ldm::volume_layout(v.layout, v.stripe_size);
+    let vol = crate::capture::volumes::VolumeDevice::from_members(devices, layout, &local)
+        .ok_or("its members do not make a volume on these disks")?;
+    crate::capture::volumes::probe_fs(&vol).map_err(|e| e.to_string())
 }
 
 fn layout_name(l: rplan_compiler::model::Layout) -> &'static str {

@@ -168,17 +168,29 @@ impl VolumeDevice {
             v.at.iter()
                 .map(|&(device, start, len)| Member { device, start, len })
                 .collect();
-        for m in &members {
+        Self::from_members(devices, layout, &members).map(|mut d| {
+            d.size = d.size.min(v.size);
+            d
+        })
+    }
+
+    /// Over `members` (their `device` indexing `devices`) in `layout`.
+    pub fn from_members(
+        devices: Vec<Box<dyn Device>>,
+        layout: Layout,
+        members: &[Member],
+    ) -> Option<Self> {
+        for m in members {
             let dev = devices.get(m.device)?;
             if m.start.checked_add(m.len)? > dev.len() {
                 return None;
             }
         }
-        let size = layout::usable_size(layout, &members).min(v.size);
+        let size = layout::usable_size(layout, members);
         (size > 0).then_some(VolumeDevice {
             devices,
             layout,
-            members,
+            members: members.to_vec(),
             size,
         })
     }
