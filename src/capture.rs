@@ -34,8 +34,10 @@ pub struct CaptureArgs {
     /// Image every partition into artifacts in DIR (created if missing):
     /// NTFS, FAT and ext2/3/4 used blocks only through partclone
     /// (`partclone-zstd`), anything else whole (`raw-zstd`), and each MBR
-    /// disk's LBA 0 as its `boot_code`. Without it, filesystems are
-    /// described as `format:` (ASR makes them anew, empty).
+    /// disk's LBA 0 as its `boot_code`, and each dynamic volume (read from
+    /// the disks' LDM database) as one `raw-zstd` artifact of its logical
+    /// bytes. Without it, filesystems are described as `format:` (ASR
+    /// makes them anew, empty).
     #[arg(long, value_name = "DIR", conflicts_with = "from_sfdisk")]
     backup: Option<PathBuf>,
     /// The backup set's id (default: `capture-YYYY-MM-DD`).
