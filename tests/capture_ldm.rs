@@ -6,28 +6,9 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 const MIB: u64 = 1 << 20;
-
-fn ldmtool(imgs: &[PathBuf], args: &[&str]) -> Value {
-    let mut all: Vec<&str> = Vec::new();
-    for i in imgs {
-        all.extend(["-d", i.to_str().unwrap()]);
-    }
-    all.extend(args);
-    let out = tool("ldmtool", &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ldmtool {args:?}: {e}: {out}"))
-}
-
-fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
-    let mut f = std::fs::File::open(path).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    let mut buf = vec![0; len as usize];
-    f.read_exact(&mut buf).unwrap();
-    buf
-}
 
 /// Everything ldmtool says of the disk group's volumes on `imgs`, with
 /// the device paths left out (they differ between source and restore),
@@ -186,6 +167,19 @@ fn verify(plan: &Path, imgs: &[PathBuf]) -> Run {
     r.run()
 }
 
+/// `plan` applied to two blank images: ldmtool must see `want` there;
+/// the images and the volumes' bytes.
+fn restore(dir: &Path, plan: &Path, want: &[Value]) -> (Vec<PathBuf>, Vec<Vec<u8>>) {
+    let blank = vec![
+        image(dir, "ra.img", 64 * MIB),
+        image(dir, "rb.img", 64 * MIB),
+    ];
+    apply(dir, plan, &blank, "j1");
+    let (got, got_bytes) = volumes(&blank);
+    assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
+    (blank, got_bytes)
+}
+
 /// A FAT volume's bytes: blkid sees the label, fsck.vfat finds it clean.
 fn fat_label(dir: &Path, bytes: &[u8]) -> String {
     let f = dir.join("vol.bin");
@@ -215,13 +209,7 @@ fn captured_volumes_restore_to_what_ldmtool_saw_with_backup() {
         text.contains("layout: striped") && text.contains("stripe_size: 64KiB"),
         "{text}"
     );
-    let blank = vec![
-        image(dir.path(), "ra.img", 64 * MIB),
-        image(dir.path(), "rb.img", 64 * MIB),
-    ];
-    apply(dir.path(), &plan, &blank, "j1");
-    let (got, got_bytes) = volumes(&blank);
-    assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
+    let (blank, got_bytes) = restore(dir.path(), &plan, &want);
     // The volumes' bytes are the source's: the random striped volume and
     // the FAT16 one.
     assert_eq!(got_bytes, want_bytes);
@@ -285,13 +273,7 @@ fn captured_volumes_without_backup_are_made_anew_with_their_filesystem() {
         text.contains("layout: simple") && text.contains("fs: fat16, label: \"MORE\""),
         "{text}"
     );
-    let blank = vec![
-        image(dir.path(), "ra.img", 64 * MIB),
-        image(dir.path(), "rb.img", 64 * MIB),
-    ];
-    apply(dir.path(), &plan, &blank, "j1");
-    let (got, got_bytes) = volumes(&blank);
-    assert_eq!(got, want, "ldmtool sees other volumes after the round trip");
+    let (blank, got_bytes) = restore(dir.path(), &plan, &want);
     assert_eq!(fat_label(dir.path(), &got_bytes[1]), "MORE");
     // verify reads the filesystem through the volume: a label changed by
     // mtools is drift.

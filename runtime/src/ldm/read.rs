@@ -502,108 +502,13 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ldm::database::{self, Component, ComponentKind, Disk, Group, Partition, Volume};
+    use crate::ldm::database::tests::{group, guid};
+    use crate::ldm::database::{self, Group};
     use crate::target::MemDevice;
-    use uuid::Uuid;
 
-    fn guid(n: u8) -> Uuid {
-        Uuid::from_bytes([n; 16])
-    }
-
-    const SECTORS: u64 = 8192;
-
-    /// Two disks: a striped volume over both, a mirror, a spanned one.
-    fn group() -> Group {
-        let disk = |id, n: u8| Disk {
-            id,
-            name: format!("Disk{n}"),
-            guid: guid(n),
-            signature: 0x100 + u32::from(n),
-            sectors: SECTORS,
-            public_start: 63,
-            public_size: SECTORS - 2048 - 63,
-        };
-        let part = |id, disk, start, size, off, index| Partition {
-            id,
-            name: format!("Disk{}-{id}", disk + 1),
-            disk,
-            start,
-            size,
-            volume_offset: off,
-            index,
-        };
-        let comp = |id, v: u8, kind, chunk, partitions| Component {
-            id,
-            name: format!("Volume{v}-01"),
-            kind,
-            chunk,
-            partitions,
-        };
-        let volume = |id, number, size, components| Volume {
-            id,
-            name: format!("Volume{number}"),
-            guid: guid(0x40 + number),
-            number,
-            size,
-            partition_type: 7,
-            raid5: false,
-            components,
-        };
-        Group {
-            name: "testDg0".into(),
-            guid: guid(0x10),
-            host_guid: guid(0x11),
-            id: 1,
-            disks: vec![disk(2, 1), disk(3, 2)],
-            volumes: vec![
-                volume(
-                    4,
-                    1,
-                    2048,
-                    vec![comp(
-                        5,
-                        1,
-                        ComponentKind::Striped,
-                        Some(128),
-                        vec![part(6, 0, 1985, 1024, 0, 0), part(7, 1, 1985, 1024, 0, 1)],
-                    )],
-                ),
-                volume(
-                    8,
-                    2,
-                    512,
-                    vec![
-                        comp(
-                            9,
-                            2,
-                            ComponentKind::Spanned,
-                            None,
-                            vec![part(10, 0, 3009, 512, 0, 0)],
-                        ),
-                        comp(
-                            11,
-                            2,
-                            ComponentKind::Spanned,
-                            None,
-                            vec![part(12, 1, 3009, 512, 0, 0)],
-                        ),
-                    ],
-                ),
-                volume(
-                    13,
-                    3,
-                    768,
-                    vec![comp(
-                        14,
-                        3,
-                        ComponentKind::Spanned,
-                        None,
-                        vec![part(16, 1, 3600, 256, 512, 1), part(15, 0, 3600, 512, 0, 0)],
-                    )],
-                ),
-            ],
-        }
-    }
+    /// The disks of [`group`]: a spanned volume over both, a striped one
+    /// over both, a mirror (two components).
+    const SECTORS: u64 = 65536;
 
     fn device(g: &Group, d: usize) -> MemDevice {
         let mut dev = MemDevice::new(SECTORS * SECTOR, 512);
@@ -626,20 +531,20 @@ mod tests {
         assert_eq!(names, ["Disk1", "Disk2"]);
         let v = &db.volumes;
         assert_eq!(v.len(), 3);
-        assert_eq!(v[0].layout, LdmLayout::Striped { chunk: 128 });
-        assert_eq!((v[0].name.as_str(), v[0].size), ("Volume1", 2048));
-        let at: Vec<(usize, u64, u64)> = v[0]
+        assert_eq!(v[0].layout, LdmLayout::Spanned);
+        assert_eq!((v[0].name.as_str(), v[0].size), ("Volume1", 4096));
+        let offs: Vec<u64> = v[0].members.iter().map(|m| m.volume_offset).collect();
+        assert_eq!(offs, [0, 2048]);
+        assert_eq!(v[1].layout, LdmLayout::Striped { chunk: 128 });
+        let at: Vec<(usize, u64, u64)> = v[1]
             .members
             .iter()
             .map(|m| (m.disk, m.start, m.size))
             .collect();
-        assert_eq!(at, [(0, 1985, 1024), (1, 1985, 1024)]);
-        assert_eq!(v[1].layout, LdmLayout::Mirrored);
-        assert_eq!(v[1].members.len(), 2);
-        assert_eq!(v[2].layout, LdmLayout::Spanned);
-        // Spanned members in volume order whatever the record order.
-        let offs: Vec<u64> = v[2].members.iter().map(|m| m.volume_offset).collect();
-        assert_eq!(offs, [0, 512]);
+        assert_eq!(at, [(0, 4033, 4096), (1, 4033, 4096)]);
+        assert_eq!(v[2].layout, LdmLayout::Mirrored);
+        let disks: Vec<usize> = v[2].members.iter().map(|m| m.disk).collect();
+        assert_eq!(disks, [0, 1]);
     }
 
     #[test]
@@ -695,8 +600,8 @@ mod tests {
         dev.write_at(&region, config).unwrap();
         let db = read_database(&dev).unwrap().unwrap();
         assert_eq!(db.volumes[0].name, long);
-        assert_eq!(db.volumes[0].size, 2048);
-        assert_eq!(db.volumes[0].layout, LdmLayout::Striped { chunk: 128 });
+        assert_eq!(db.volumes[0].size, 4096);
+        assert_eq!(db.volumes[0].layout, LdmLayout::Spanned);
         // A lost fragment is an error, not a half record.
         region[free * 128 + 0x0C..free * 128 + 0x10].copy_from_slice(&[0, 0, 0, 0]);
         dev.write_at(&region, config).unwrap();
