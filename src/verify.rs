@@ -18,7 +18,8 @@ pub struct VerifyArgs {
     #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target, required = true)]
     targets: Vec<TargetArg>,
     /// Also hash every restored range against its artifact's sha256 (reads
-    /// the images' bytes on the targets; the artifacts are not needed).
+    /// the images' bytes on the targets, a dynamic volume's through its
+    /// layout; the artifacts are not needed).
     #[arg(long)]
     content: bool,
     /// `json`: one object, `{"same":bool,"drift":[{change,item,field,plan,found}]}`.
@@ -77,7 +78,7 @@ pub fn run(mut args: VerifyArgs) -> u8 {
             Some((di, t.path.as_path()))
         })
         .collect();
-    match verify::verify_volumes(&plan, &given) {
+    match verify::verify_volumes(&plan, &given, args.content) {
         Ok(d) => drift.extend(d),
         Err(e) => {
             eprintln!(

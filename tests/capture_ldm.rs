@@ -160,7 +160,13 @@ fn capture_with(dir: &Path, imgs: &[PathBuf], extra: &[&str], rules: &[&str]) ->
 }
 
 fn verify(plan: &Path, imgs: &[PathBuf]) -> Run {
-    let mut r = Rplan::new().args(["verify", plan.to_str().unwrap()]);
+    verify_with(plan, imgs, &[])
+}
+
+fn verify_with(plan: &Path, imgs: &[PathBuf], extra: &[&str]) -> Run {
+    let mut r = Rplan::new()
+        .args(["verify", plan.to_str().unwrap()])
+        .args(extra);
     for (i, p) in imgs.iter().enumerate() {
         r = r.arg("--target").arg(format!("d{i}={}", p.display()));
     }
@@ -241,7 +247,35 @@ fn captured_volumes_restore_to_what_ldmtool_saw_with_backup() {
         "{}",
         r.stdout
     );
+    // --content: the volume's bytes against its artifact; a stripe
+    // overwritten by dd is drift.
+    let r = verify_with(&plan, &blank, &["--content"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
     let b = blank[1].to_str().unwrap();
+    tool(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={b}"),
+            "bs=64K",
+            "seek=32",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    assert_eq!(
+        verify(&plan, &blank).code,
+        0,
+        "the volume's bytes only with --content"
+    );
+    let r = verify_with(&plan, &blank, &["--content"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("~ volume volume1: content sha256"),
+        "{}",
+        r.stdout
+    );
     tool(
         "dd",
         &[
@@ -342,12 +376,7 @@ fn mirrored_and_raid5_volumes_round_trip_under_a_server_ruleset() {
             got_bytes == want_bytes,
             "{layout}: the members' bytes differ"
         );
-        let mut r = Rplan::new().args(["verify", captured.to_str().unwrap()]);
-        r = r.args(rules);
-        for (i, p) in blank.iter().enumerate() {
-            r = r.arg("--target").arg(format!("d{i}={}", p.display()));
-        }
-        let r = r.run();
+        let r = verify_with(&captured, &blank, &[&rules[..], &["--content"]].concat());
         assert_eq!(r.code, 0, "{layout}: {}{}", r.stdout, r.stderr);
     }
 }

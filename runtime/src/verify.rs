@@ -15,7 +15,7 @@
 use crate::inspect::{self, approx_bytes};
 use crate::table::{self, TableKind};
 use crate::target::{self, Access, Device};
-use rplan_compiler::compiled::{CDisk, CPartition, CompiledPlan};
+use rplan_compiler::compiled::{CDisk, CompiledPlan};
 use rplan_compiler::model::{Fs, TableKind as PlanTable};
 use std::path::Path;
 
@@ -202,7 +202,7 @@ pub fn verify_disk(
             out.extend(format_drift(&item, f, found));
         }
         if let (true, Some(image)) = (content, &c.image) {
-            if let Some(d) = content_drift(plan, dev, p, image, &item)? {
+            if let Some(d) = content_drift(plan, dev, p.start, image, &item)? {
                 out.push(d);
             }
         }
@@ -234,6 +234,7 @@ pub fn verify_disk(
 pub fn verify_volumes(
     plan: &CompiledPlan,
     targets: &[(usize, &Path)],
+    content: bool,
 ) -> Result<Vec<Drift>, String> {
     use crate::ldm::read::{read_database, LdmLayout};
     let mut out = Vec::new();
@@ -407,8 +408,15 @@ pub fn verify_volumes(
                 got_members.join(", "),
             ));
         }
+        if let (true, Some(image)) = (content, v.content.as_ref().and_then(|c| c.image.as_ref())) {
+            let vol = open_volume(plan, v, &lens, &paths)?;
+            if let Some(d) = content_drift(plan, &vol, 0, image, &item)? {
+                out.push(d);
+            }
+        }
         if let Some(f) = v.content.as_ref().and_then(|c| c.format.as_ref()) {
-            let found = volume_fs(plan, v, &lens, &paths)?;
+            let vol = open_volume(plan, v, &lens, &paths)?;
+            let found = crate::capture::volumes::probe_fs(&vol).map_err(|e| e.to_string())?;
             let found = found
                 .as_ref()
                 .map(|s| (s.kind.as_str(), s.version.as_deref(), s.label.as_deref()));
@@ -455,14 +463,14 @@ fn format_drift(
     (!same).then(|| Drift::changed(item, "label", want, got))
 }
 
-/// The filesystem on plan volume `v` read through its layout on the
-/// targets (`paths` by plan disk index), as blkid sees it.
-fn volume_fs(
+/// Plan volume `v`'s logical bytes, read through its layout on the
+/// targets (`paths` by plan disk index).
+fn open_volume(
     plan: &CompiledPlan,
     v: &rplan_compiler::compiled::CVolume,
     lens: &[u64],
     paths: &[Option<&Path>],
-) -> Result<Option<crate::capture::FoundFs>, String> {
+) -> Result<crate::capture::volumes::VolumeDevice, String> {
     let members = crate::layout::members(plan, v, |di| lens.get(di).copied().unwrap_or(0))
         .ok_or("a member not in the plan")?;
     let mut devices: Vec<Box<dyn Device>> = Vec::new();
@@ -486,9 +494,8 @@ fn volume_fs(
         local.push(crate::ldm::layout::Member { device: i, ..*m });
     }
     let layout = crate::ldm::volume_layout(v.layout, v.stripe_size);
-    let vol = crate::capture::volumes::VolumeDevice::from_members(devices, layout, &local)
-        .ok_or("its members do not make a volume on these disks")?;
-    crate::capture::volumes::probe_fs(&vol).map_err(|e| e.to_string())
+    crate::capture::volumes::VolumeDevice::from_members(devices, layout, &local)
+        .ok_or_else(|| "its members do not make a volume on these disks".to_string())
 }
 
 fn layout_name(l: rplan_compiler::model::Layout) -> &'static str {
@@ -506,7 +513,7 @@ fn layout_name(l: rplan_compiler::model::Layout) -> &'static str {
 fn content_drift(
     plan: &CompiledPlan,
     dev: &dyn Device,
-    p: &CPartition,
+    start: u64,
     image: &str,
     item: &str,
 ) -> Result<Option<Drift>, String> {
@@ -520,7 +527,7 @@ fn content_drift(
         ));
     };
     let got =
-        crate::executor::hash_range(dev, p.start, size, &mut |_| {}).map_err(|e| e.to_string())?;
+        crate::executor::hash_range(dev, start, size, &mut |_| {}).map_err(|e| e.to_string())?;
     Ok((!got.eq_ignore_ascii_case(&a.sha256)).then(|| {
         Drift::changed(
             item,
