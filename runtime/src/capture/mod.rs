@@ -210,19 +210,31 @@ fn ldm_partitions(db: &crate::ldm::read::Database, partitions: &mut Vec<Captured
     mine.sort_unstable();
     let base = partitions.iter().map(|p| p.number).max().unwrap_or(0);
     for (k, (start, size)) in mine.into_iter().enumerate() {
-        partitions.push(CapturedPartition {
-            id: String::new(),
-            number: base + 1 + k as u32,
+        partitions.push(CapturedPartition::plain(
+            base + 1 + k as u32,
             start,
             size,
-            kind: "ldm".to_string(),
+            "ldm",
+        ));
+    }
+}
+
+impl CapturedPartition {
+    /// A partition with nothing but its place and type.
+    pub fn plain(number: u32, start: u64, size: u64, kind: &str) -> CapturedPartition {
+        CapturedPartition {
+            id: String::new(),
+            number,
+            start,
+            size,
+            kind: kind.to_string(),
             bootable: false,
             logical: false,
             guid: None,
             name: None,
             fs: None,
             image: None,
-        });
+        }
     }
 }
 

@@ -296,19 +296,7 @@ pub fn back_up(
     set: &mut super::backup::BackupSet,
     progress: super::backup::Progress<'_>,
 ) -> io::Result<()> {
-    let whole = super::CapturedPartition {
-        id: v.id.clone(),
-        number: 0,
-        start: 0,
-        size: vol.len(),
-        kind: String::new(),
-        bootable: false,
-        logical: false,
-        guid: None,
-        name: None,
-        fs: None,
-        image: None,
-    };
+    let whole = super::CapturedPartition::plain(0, 0, vol.len(), "");
     let written = super::backup::raw_zstd(vol, &whole, dir, &v.id, progress)?;
     v.image = Some(written.id.clone());
     set.artifacts.push(written);
