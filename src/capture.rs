@@ -34,8 +34,10 @@ pub struct CaptureArgs {
     /// Image every partition into artifacts in DIR (created if missing):
     /// NTFS, FAT and ext2/3/4 used blocks only through partclone
     /// (`partclone-zstd`), anything else whole (`raw-zstd`), and each MBR
-    /// disk's LBA 0 as its `boot_code`. Without it, filesystems are
-    /// described as `format:` (ASR makes them anew, empty).
+    /// disk's LBA 0 as its `boot_code`, and each dynamic volume (read from
+    /// the disks' LDM database) as one `raw-zstd` artifact of its logical
+    /// bytes. Without it, filesystems are described as `format:` (ASR
+    /// makes them anew, empty).
     #[arg(long, value_name = "DIR", conflicts_with = "from_sfdisk")]
     backup: Option<PathBuf>,
     /// The backup set's id (default: `capture-YYYY-MM-DD`).
@@ -130,6 +132,35 @@ pub fn run(args: CaptureArgs) -> u8 {
             Err(e) => return fail(format!("cannot describe {}: {e}", path.display())),
         }
     }
+    captured.volumes = capture::volumes::collect(&mut captured.disks);
+    // Every disk again, read-only, for reading through a volume.
+    let open_all = || -> Result<Vec<Box<dyn target::Device>>, String> {
+        args.disks
+            .iter()
+            .map(|(_, path)| {
+                target::open_target(path, Access::ReadOnly)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))
+            })
+            .collect()
+    };
+    for v in &mut captured.volumes {
+        let devs = match open_all() {
+            Ok(d) => d,
+            Err(e) => return fail(e),
+        };
+        match capture::volumes::VolumeDevice::new(devs, v) {
+            Some(vol) => match capture::volumes::probe_fs(&vol) {
+                Ok(fs) => v.fs = fs,
+                Err(e) => return fail(format!("reading volume {}: {e}", v.name)),
+            },
+            None => {
+                return fail(format!(
+                    "volume {}: its members do not make a volume on these disks",
+                    v.name
+                ))
+            }
+        }
+    }
     if let Some(dir) = &args.backup {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return fail(format!("cannot create {}: {e}", dir.display()));
@@ -156,6 +187,18 @@ pub fn run(args: CaptureArgs) -> u8 {
                 backup::back_up_disk(disk, dev.as_ref(), path, dir, &mut set, &mut progress)
             {
                 return fail(format!("backing up {}: {e}", path.display()));
+            }
+        }
+        for v in &mut captured.volumes {
+            let devs = match open_all() {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            let Some(vol) = capture::volumes::VolumeDevice::new(devs, v) else {
+                continue;
+            };
+            if let Err(e) = capture::volumes::back_up(&vol, v, dir, &mut set, &mut progress) {
+                return fail(format!("backing up volume {}: {e}", v.name));
             }
         }
         captured.backup = Some(set);

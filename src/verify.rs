@@ -18,7 +18,8 @@ pub struct VerifyArgs {
     #[arg(long = "target", value_name = "DISK=PATH", value_parser = parse_target, required = true)]
     targets: Vec<TargetArg>,
     /// Also hash every restored range against its artifact's sha256 (reads
-    /// the images' bytes on the targets; the artifacts are not needed).
+    /// the images' bytes on the targets, a dynamic volume's through its
+    /// layout; the artifacts are not needed).
     #[arg(long)]
     content: bool,
     /// `json`: one object, `{"same":bool,"drift":[{change,item,field,plan,found}]}`.
@@ -67,6 +68,24 @@ pub fn run(mut args: VerifyArgs) -> u8 {
                 );
                 return exit::USAGE;
             }
+        }
+    }
+    let given: Vec<(usize, &std::path::Path)> = args
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let di = plan.disks.iter().position(|d| d.id == t.disk)?;
+            Some((di, t.path.as_path()))
+        })
+        .collect();
+    match verify::verify_volumes(&plan, &given, args.content) {
+        Ok(d) => drift.extend(d),
+        Err(e) => {
+            eprintln!(
+                "error[{}]: cannot compare the dynamic volumes: {e}",
+                codes::CANNOT_READ
+            );
+            return exit::USAGE;
         }
     }
     match args.format {

@@ -8,26 +8,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
-fn ldmtool(imgs: &[PathBuf], args: &[&str]) -> Value {
-    let mut all: Vec<&str> = Vec::new();
-    for i in imgs {
-        all.extend(["-d", i.to_str().unwrap()]);
-    }
-    all.extend(args);
-    let out = tool("ldmtool", &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ldmtool {args:?}: {e}: {out}"))
-}
-
-fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
-    let mut f = std::fs::File::open(path).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    let mut buf = vec![0; len as usize];
-    f.read_exact(&mut buf).unwrap();
-    buf
-}
 
 /// What ldmtool says about the one disk group on `imgs`.
 struct Group {

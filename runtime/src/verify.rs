@@ -15,7 +15,7 @@
 use crate::inspect::{self, approx_bytes};
 use crate::table::{self, TableKind};
 use crate::target::{self, Access, Device};
-use rplan_compiler::compiled::{CDisk, CPartition, CompiledPlan};
+use rplan_compiler::compiled::{CDisk, CompiledPlan};
 use rplan_compiler::model::{Fs, TableKind as PlanTable};
 use std::path::Path;
 
@@ -125,6 +125,19 @@ pub fn verify_disk(
             return Ok(out);
         }
     }
+    if crate::ldm::is_dynamic(disk) {
+        // Its partitions are LDM partitions, compared as the members of
+        // its volumes ([`verify_volumes`]); the MBR says "dynamic".
+        if !existing.partitions.iter().any(|e| e.mbr_type == 0x42) {
+            out.push(Drift::changed(
+                id,
+                "partition table",
+                "a dynamic disk (one partition of type 0x42)",
+                "no 0x42 partition",
+            ));
+        }
+        return Ok(out);
+    }
     let ss = u64::from(existing.sector_size);
     for p in &disk.partitions {
         let item = format!("{id}/{}", p.id);
@@ -183,31 +196,13 @@ pub fn verify_disk(
             .and_then(|f| f.content.clone());
         let Some(c) = &p.content else { continue };
         if let Some(f) = &c.format {
-            let found_fs = fs.as_ref().map(|s| fs_name(&s.kind, s.version.as_deref()));
-            if found_fs.as_deref() != Some(f.fs.name()) {
-                out.push(Drift::changed(
-                    &item,
-                    "filesystem",
-                    f.fs,
-                    found_fs.unwrap_or_else(|| "none".to_string()),
-                ));
-            } else if let Some(want) = &f.label {
-                let got = fs
-                    .as_ref()
-                    .and_then(|s| s.label.clone())
-                    .unwrap_or_default();
-                let same = if f.fs.is_fat() {
-                    want.eq_ignore_ascii_case(got.trim_end())
-                } else {
-                    *want == got
-                };
-                if !same {
-                    out.push(Drift::changed(&item, "label", want, got));
-                }
-            }
+            let found = fs
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.version.as_deref(), s.label.as_deref()));
+            out.extend(format_drift(&item, f, found));
         }
         if let (true, Some(image)) = (content, &c.image) {
-            if let Some(d) = content_drift(plan, dev, p, image, &item)? {
+            if let Some(d) = content_drift(plan, dev, p.start, image, &item)? {
                 out.push(d);
             }
         }
@@ -229,11 +224,296 @@ pub fn verify_disk(
     Ok(out)
 }
 
+/// Compare the plan's dynamic volumes with the LDM database on the
+/// targets (`(plan disk index, path)`): each volume's layout, size, stripe
+/// size and members (disk and place), as the plan would write them on
+/// targets of these sizes. Volumes are matched by their first member, not
+/// by name or GUID (a database Windows wrote names them its own way).
+/// Volumes with a member on a disk not given are left out; volumes in the
+/// database the plan does not have are `extra`.
+pub fn verify_volumes(
+    plan: &CompiledPlan,
+    targets: &[(usize, &Path)],
+    content: bool,
+) -> Result<Vec<Drift>, String> {
+    use crate::ldm::read::{read_database, LdmLayout};
+    let mut out = Vec::new();
+    if plan.volumes.is_empty() {
+        return Ok(out);
+    }
+    let mut lens = vec![0u64; plan.disks.len()];
+    let mut paths: Vec<Option<&Path>> = vec![None; plan.disks.len()];
+    for &(di, path) in targets {
+        if let Some(p) = paths.get_mut(di) {
+            *p = Some(path);
+        }
+    }
+    // The database each given dynamic disk carries, by plan disk index.
+    let mut dbs = vec![None; plan.disks.len()];
+    for &(di, path) in targets {
+        let Some(disk) = plan.disks.get(di).filter(|d| crate::ldm::is_dynamic(d)) else {
+            continue;
+        };
+        let dev = target::open_target(path, Access::ReadOnly).map_err(|e| e.to_string())?;
+        lens[di] = dev.len();
+        match read_database(dev.as_ref()) {
+            Ok(Some(db)) => dbs[di] = Some(db),
+            Ok(None) => out.push(Drift {
+                change: "missing",
+                item: disk.id.clone(),
+                field: "LDM database".into(),
+                plan: Some("a dynamic disk".into()),
+                found: None,
+            }),
+            Err(e) => out.push(Drift::changed(&disk.id, "LDM database", "readable", e)),
+        }
+    }
+    let Some(db) = dbs.iter().flatten().next().cloned() else {
+        return Ok(out);
+    };
+    for (di, d) in plan.disks.iter().enumerate() {
+        if lens[di] == 0 {
+            lens[di] = d.min_size;
+        }
+    }
+    let group = crate::ldm::group(plan, &lens)?.ok_or("the plan has no volumes")?;
+    let dynamic: Vec<usize> = (0..plan.disks.len())
+        .filter(|&di| crate::ldm::is_dynamic(&plan.disks[di]))
+        .collect();
+    // A member as `disk/partition at start` in plan terms, from the
+    // database's disk GUID and public-region start.
+    let place_of = |guid: &str, start: u64, size: u64| -> String {
+        let hit = dynamic.iter().find_map(|&di| {
+            let x = dbs[di].as_ref().filter(|x| x.disk_guid == guid)?;
+            Some((di, x.public_start.checked_add(start)? * crate::ldm::SECTOR))
+        });
+        match hit {
+            Some((di, at)) => {
+                let d = &plan.disks[di];
+                let part = d
+                    .partitions
+                    .iter()
+                    .find(|p| p.start == at)
+                    .map_or(format!("at {at}"), |p| p.id.clone());
+                format!(
+                    "{}/{part} ({})",
+                    d.id,
+                    approx_bytes(size * crate::ldm::SECTOR)
+                )
+            }
+            None => format!(
+                "a disk not given ({})",
+                approx_bytes(size * crate::ldm::SECTOR)
+            ),
+        }
+    };
+    let mut matched = Vec::new();
+    for (v, want) in plan.volumes.iter().zip(&group.volumes) {
+        let item = format!("volume {}", v.id);
+        let parts: Vec<&crate::ldm::database::Partition> =
+            want.components.iter().flat_map(|c| &c.partitions).collect();
+        // Where each expected member is: its target's disk GUID.
+        let Some(guids) = parts
+            .iter()
+            .map(|p| {
+                let di = *dynamic.get(p.disk)?;
+                Some(dbs[di].as_ref()?.disk_guid.clone())
+            })
+            .collect::<Option<Vec<String>>>()
+        else {
+            continue;
+        };
+        let found = db.volumes.iter().position(|f| {
+            f.members.first().is_some_and(|m| {
+                db.disks.get(m.disk).map(|d| d.guid.as_str()) == Some(guids[0].as_str())
+                    && m.start == parts[0].start
+            })
+        });
+        let Some(fi) = found else {
+            out.push(Drift {
+                change: "missing",
+                item,
+                field: "dynamic volume".into(),
+                plan: Some(format!(
+                    "{} over {}",
+                    layout_name(v.layout),
+                    v.members
+                        .iter()
+                        .map(|m| format!("{}/{}", m.disk, m.partition))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                found: None,
+            });
+            continue;
+        };
+        matched.push(fi);
+        let f = &db.volumes[fi];
+        let layout = match f.layout {
+            LdmLayout::Simple | LdmLayout::Spanned => "spanned",
+            LdmLayout::Striped { .. } => "striped",
+            LdmLayout::Mirrored => "mirrored",
+            LdmLayout::Raid5 { .. } => "raid5",
+        };
+        let want_layout = match v.layout {
+            rplan_compiler::model::Layout::Simple => "spanned",
+            l => layout_name(l),
+        };
+        if layout != want_layout {
+            out.push(Drift::changed(&item, "layout", want_layout, layout));
+            continue;
+        }
+        let chunk = match f.layout {
+            LdmLayout::Striped { chunk } | LdmLayout::Raid5 { chunk } => Some(chunk),
+            _ => None,
+        };
+        let want_chunk = want.components.first().and_then(|c| c.chunk);
+        if chunk != want_chunk {
+            let show = |c: Option<u64>| {
+                c.map_or("none".to_string(), |c| approx_bytes(c * crate::ldm::SECTOR))
+            };
+            out.push(Drift::changed(
+                &item,
+                "stripe size",
+                show(want_chunk),
+                show(chunk),
+            ));
+        }
+        if f.size != want.size {
+            out.push(Drift::changed(
+                &item,
+                "size",
+                approx_bytes(want.size * crate::ldm::SECTOR),
+                approx_bytes(f.size * crate::ldm::SECTOR),
+            ));
+        }
+        let want_members: Vec<String> = parts
+            .iter()
+            .zip(&guids)
+            .map(|(p, g)| place_of(g, p.start, p.size))
+            .collect();
+        let got_members: Vec<String> = f
+            .members
+            .iter()
+            .map(|m| {
+                let g = db.disks.get(m.disk).map_or("", |d| d.guid.as_str());
+                place_of(g, m.start, m.size)
+            })
+            .collect();
+        if want_members != got_members {
+            out.push(Drift::changed(
+                &item,
+                "members",
+                want_members.join(", "),
+                got_members.join(", "),
+            ));
+        }
+        if let (true, Some(image)) = (content, v.content.as_ref().and_then(|c| c.image.as_ref())) {
+            let vol = open_volume(plan, v, &lens, &paths)?;
+            if let Some(d) = content_drift(plan, &vol, 0, image, &item)? {
+                out.push(d);
+            }
+        }
+        if let Some(f) = v.content.as_ref().and_then(|c| c.format.as_ref()) {
+            let vol = open_volume(plan, v, &lens, &paths)?;
+            let found = crate::capture::volumes::probe_fs(&vol).map_err(|e| e.to_string())?;
+            let found = found
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.version.as_deref(), s.label.as_deref()));
+            out.extend(format_drift(&item, f, found));
+        }
+    }
+    for (fi, f) in db.volumes.iter().enumerate() {
+        if !matched.contains(&fi) {
+            out.push(Drift {
+                change: "extra",
+                item: db.group_name.clone(),
+                field: format!("dynamic volume {}", f.name),
+                plan: None,
+                found: Some(approx_bytes(f.size.saturating_mul(crate::ldm::SECTOR))),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A formatted partition's or volume's filesystem and label against
+/// what blkid found (`(kind, version, label)`).
+fn format_drift(
+    item: &str,
+    f: &rplan_compiler::model::Format,
+    found: Option<(&str, Option<&str>, Option<&str>)>,
+) -> Option<Drift> {
+    let found_fs = found.map(|(kind, version, _)| fs_name(kind, version));
+    if found_fs.as_deref() != Some(f.fs.name()) {
+        return Some(Drift::changed(
+            item,
+            "filesystem",
+            f.fs,
+            found_fs.unwrap_or_else(|| "none".to_string()),
+        ));
+    }
+    let want = f.label.as_ref()?;
+    let got = found.and_then(|(_, _, l)| l).unwrap_or_default();
+    let same = if f.fs.is_fat() {
+        want.eq_ignore_ascii_case(got.trim_end())
+    } else {
+        want == got
+    };
+    (!same).then(|| Drift::changed(item, "label", want, got))
+}
+
+/// Plan volume `v`'s logical bytes, read through its layout on the
+/// targets (`paths` by plan disk index).
+fn open_volume(
+    plan: &CompiledPlan,
+    v: &rplan_compiler::compiled::CVolume,
+    lens: &[u64],
+    paths: &[Option<&Path>],
+) -> Result<crate::capture::volumes::VolumeDevice, String> {
+    let members = crate::layout::members(plan, v, |di| lens.get(di).copied().unwrap_or(0))
+        .ok_or("a member not in the plan")?;
+    let mut devices: Vec<Box<dyn Device>> = Vec::new();
+    let mut index: Vec<usize> = Vec::new();
+    let mut local = Vec::new();
+    for m in &members {
+        let i = match index.iter().position(|&d| d == m.device) {
+            Some(i) => i,
+            None => {
+                let path = paths
+                    .get(m.device)
+                    .copied()
+                    .flatten()
+                    .ok_or("a member disk not given")?;
+                devices
+                    .push(target::open_target(path, Access::ReadOnly).map_err(|e| e.to_string())?);
+                index.push(m.device);
+                index.len() - 1
+            }
+        };
+        local.push(crate::ldm::layout::Member { device: i, ..*m });
+    }
+    let layout = crate::ldm::volume_layout(v.layout, v.stripe_size);
+    crate::capture::volumes::VolumeDevice::from_members(devices, layout, &local)
+        .ok_or_else(|| "its members do not make a volume on these disks".to_string())
+}
+
+fn layout_name(l: rplan_compiler::model::Layout) -> &'static str {
+    use rplan_compiler::model::Layout;
+    match l {
+        Layout::Simple => "simple",
+        Layout::Spanned => "spanned",
+        Layout::Striped => "striped",
+        Layout::Mirrored => "mirrored",
+        Layout::Raid5 => "raid5",
+    }
+}
+
 /// The image's bytes on the target against the artifact's sha256.
 fn content_drift(
     plan: &CompiledPlan,
     dev: &dyn Device,
-    p: &CPartition,
+    start: u64,
     image: &str,
     item: &str,
 ) -> Result<Option<Drift>, String> {
@@ -247,7 +527,7 @@ fn content_drift(
         ));
     };
     let got =
-        crate::executor::hash_range(dev, p.start, size, &mut |_| {}).map_err(|e| e.to_string())?;
+        crate::executor::hash_range(dev, start, size, &mut |_| {}).map_err(|e| e.to_string())?;
     Ok((!got.eq_ignore_ascii_case(&a.sha256)).then(|| {
         Drift::changed(
             item,

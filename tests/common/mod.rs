@@ -268,3 +268,24 @@ backup:\n  id: b\n  root: .\n  artifacts:\n\
     .unwrap();
     p
 }
+
+/// `len` bytes of `path` from `offset`.
+pub fn read_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len as usize];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// `ldmtool -d IMG… ARGS`, its JSON output parsed.
+pub fn ldmtool(imgs: &[PathBuf], args: &[&str]) -> serde_json::Value {
+    let mut all: Vec<&str> = Vec::new();
+    for i in imgs {
+        all.extend(["-d", i.to_str().unwrap()]);
+    }
+    all.extend(args);
+    let out = tool("ldmtool", &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ldmtool {args:?}: {e}: {out}"))
+}

@@ -113,7 +113,8 @@ pub fn back_up_disk(
         });
         disk.boot_code = Some(id);
     }
-    for p in disk.partitions.iter_mut() {
+    // LDM partitions are backed up as their volumes ([`super::volumes`]).
+    for p in disk.partitions.iter_mut().filter(|p| p.kind != "ldm") {
         let id = format!("{}-{}", disk.id, p.id);
         let written = match super::partclone::tool_for(p) {
             Some(tool) => match super::partclone::capture(tool, dev, path, p, dir, &id, progress) {
@@ -135,7 +136,7 @@ pub fn back_up_disk(
 }
 
 /// The partition's bytes through zstd, hashed on the way.
-fn raw_zstd(
+pub(crate) fn raw_zstd(
     dev: &dyn Device,
     p: &CapturedPartition,
     dir: &Path,

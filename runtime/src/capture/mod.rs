@@ -15,6 +15,7 @@
 pub mod backup;
 pub mod partclone;
 pub mod sfdisk;
+pub mod volumes;
 
 use crate::inspect::{self, approx_bytes};
 use crate::table::{self, TableKind};
@@ -53,6 +54,9 @@ pub struct CapturedDisk {
     pub boot_code: Option<String>,
     /// Things found that the plan cannot say, written as comments.
     pub notes: Vec<String>,
+    /// A dynamic disk's LDM database: its partitions are the LDM
+    /// partitions (type `ldm`), its volumes go under `volumes:`.
+    pub ldm: Option<crate::ldm::read::Database>,
 }
 
 /// A filesystem found in a partition.
@@ -103,6 +107,8 @@ pub struct CapturedPartition {
 #[derive(Debug, Clone, Default)]
 pub struct Captured {
     pub disks: Vec<CapturedDisk>,
+    /// The dynamic volumes of the disks' LDM disk group.
+    pub volumes: Vec<volumes::CapturedVolume>,
     pub backup: Option<backup::BackupSet>,
 }
 
@@ -157,12 +163,19 @@ pub fn read_disk(id: &str, dev: &dyn Device, path: &Path) -> std::io::Result<Cap
             image: None,
         });
     }
+    let mut ldm = None;
     if found.signatures.iter().any(|s| s.kind == "ldm") {
-        notes.push(
-            "a Windows dynamic disk (LDM database found): its partitions are described; \
-             the dynamic volumes in its database are not read, add them under `volumes:`"
-                .to_string(),
-        );
+        match crate::ldm::read::read_database(dev) {
+            Ok(Some(db)) => {
+                ldm_partitions(&db, &mut partitions);
+                ldm = Some(db);
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "a Windows dynamic disk whose LDM database cannot be read ({e}): \
+                 its MBR partitions are described, add its volumes under `volumes:`"
+            )),
+        }
     }
     name_partitions(&mut partitions);
     Ok(CapturedDisk {
@@ -174,8 +187,58 @@ pub fn read_disk(id: &str, dev: &dyn Device, path: &Path) -> std::io::Result<Cap
         partitions,
         boot_code: None,
         notes,
+        ldm,
     })
 }
+
+/// A dynamic disk's partitions are its LDM partitions (at the bytes the
+/// database puts them), in place of the MBR's one 0x42 partition that
+/// covers them all.
+fn ldm_partitions(db: &crate::ldm::read::Database, partitions: &mut Vec<CapturedPartition>) {
+    partitions.retain(|p| p.kind != "0x42");
+    let this = db.this_disk();
+    let mut mine: Vec<(u64, u64)> = db
+        .volumes
+        .iter()
+        .flat_map(|v| &v.members)
+        .filter(|m| Some(m.disk) == this)
+        .filter_map(|m| {
+            let start = db.public_start.checked_add(m.start)?.checked_mul(SECTOR)?;
+            Some((start, m.size.checked_mul(SECTOR)?))
+        })
+        .collect();
+    mine.sort_unstable();
+    let base = partitions.iter().map(|p| p.number).max().unwrap_or(0);
+    for (k, (start, size)) in mine.into_iter().enumerate() {
+        partitions.push(CapturedPartition::plain(
+            base + 1 + k as u32,
+            start,
+            size,
+            "ldm",
+        ));
+    }
+}
+
+impl CapturedPartition {
+    /// A partition with nothing but its place and type.
+    pub fn plain(number: u32, start: u64, size: u64, kind: &str) -> CapturedPartition {
+        CapturedPartition {
+            id: String::new(),
+            number,
+            start,
+            size,
+            kind: kind.to_string(),
+            bootable: false,
+            logical: false,
+            guid: None,
+            name: None,
+            fs: None,
+            image: None,
+        }
+    }
+}
+
+const SECTOR: u64 = crate::ldm::SECTOR;
 
 /// Give partitions ids: the filesystem label when it makes a good,
 /// unique id, else `p<number>`.
@@ -310,6 +373,14 @@ impl Captured {
         for (i, d) in self.disks.iter().enumerate() {
             disk_yaml(&mut y, d, Some(i) == critical);
         }
+        if !self.volumes.is_empty() {
+            y.push_str(
+                "volumes:                # Windows dynamic volumes (the disks' LDM database)\n",
+            );
+            for v in &self.volumes {
+                volume_yaml(&mut y, v);
+            }
+        }
         y.push_str(LADDER);
         y
     }
@@ -431,9 +502,39 @@ fn partition_yaml(y: &mut String, p: &CapturedPartition, ss: u32) {
     if let Some(n) = &p.name {
         let _ = writeln!(y, "        name: {}", quote(n));
     }
-    match (&p.image, &p.fs) {
+    content_yaml(y, "        ", p.image.as_deref(), p.fs.as_ref());
+}
+
+fn volume_yaml(y: &mut String, v: &volumes::CapturedVolume) {
+    let what = match &v.fs {
+        Some(f) => format!(
+            "{}, {}",
+            describe_fs(f),
+            inspect::approx_size(v.size, f.used)
+        ),
+        None => format!("{}, no filesystem found", approx_bytes(v.size)),
+    };
+    let _ = writeln!(
+        y,
+        "  - id: {}   # {}: {}",
+        v.id,
+        v.name.replace('\n', " "),
+        what.replace('\n', " ")
+    );
+    let _ = writeln!(y, "    layout: {}", v.plan_layout());
+    if let Some(s) = v.stripe() {
+        let _ = writeln!(y, "    stripe_size: {}", plan_size(s, 512));
+    }
+    let _ = writeln!(y, "    members: [{}]", v.members.join(", "));
+    content_yaml(y, "    ", v.image.as_deref(), v.fs.as_ref());
+}
+
+/// `content:` of a partition or volume: its image, else the filesystem
+/// to make anew, else a comment.
+fn content_yaml(y: &mut String, indent: &str, image: Option<&str>, fs: Option<&FoundFs>) {
+    match (image, fs) {
         (Some(a), _) => {
-            let _ = writeln!(y, "        content: {{ image: {a} }}");
+            let _ = writeln!(y, "{indent}content: {{ image: {a} }}");
         }
         (None, Some(f)) => match f.plan_fs() {
             Some(fs) => {
@@ -443,13 +544,16 @@ fn partition_yaml(y: &mut String, p: &CapturedPartition, ss: u32) {
                     .filter(|l| !l.is_empty())
                     .map(|l| format!(", label: {}", quote(l)))
                     .unwrap_or_default();
-                y.push_str("        # no backup of its files: ASR would make it anew, empty\n");
-                let _ = writeln!(y, "        content: {{ format: {{ fs: {fs}{label} }} }}");
+                let _ = writeln!(
+                    y,
+                    "{indent}# no backup of its files: ASR would make it anew, empty"
+                );
+                let _ = writeln!(y, "{indent}content: {{ format: {{ fs: {fs}{label} }} }}");
             }
             None => {
                 let _ = writeln!(
                     y,
-                    "        # holds {}, which rplan cannot make: capture with --backup to keep it",
+                    "{indent}# holds {}, which rplan cannot make: capture with --backup to keep it",
                     describe_fs(f)
                 );
             }

@@ -201,6 +201,7 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
         partitions: out,
         boot_code: None,
         notes,
+        ldm: None,
     })
 }
 

@@ -16,7 +16,7 @@
 //! table. What this module is not: it never writes, and it does not decide
 //! what to do about what it found (the executor does).
 
-mod probe;
+pub(crate) mod probe;
 mod usage;
 
 use crate::table::{self, ExistingTable, TableKind};

@@ -427,16 +427,16 @@ fn partition_record(p: &Partition, component: u64, disk: u64) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn guid(n: u8) -> Uuid {
+    pub(crate) fn guid(n: u8) -> Uuid {
         Uuid::from_bytes([n; 16])
     }
 
     /// Two disks: a spanned volume over both, a striped one over both, a
     /// mirror (two components).
-    fn group() -> Group {
+    pub(crate) fn group() -> Group {
         let disk = |id, n: u8| Disk {
             id,
             name: format!("Disk{n}"),

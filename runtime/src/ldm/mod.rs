@@ -26,6 +26,7 @@
 
 pub mod database;
 pub mod layout;
+pub mod read;
 
 pub use database::{Group, PRIVATE_SECTORS, SECTOR};
 
