@@ -389,3 +389,66 @@ pub enum JournalState {
     Interrupted,
     Ended { ok: bool },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(lines: &str) -> Journal {
+        let (records, _) = parse(lines.as_bytes(), Path::new("j")).unwrap();
+        Journal {
+            path: PathBuf::from("j"),
+            file: None,
+            records,
+        }
+    }
+
+    const FAILED: &str = concat!(
+        r#"{"event":"begin","plan_hash":"h","targets":[["d0","/t"]]}"#,
+        "\n",
+        r#"{"event":"stage-done","stage":"sm","ok":false}"#,
+        "\n",
+        r#"{"event":"step-started","step":"asr/w"}"#,
+        "\n",
+        r#"{"event":"step-done","step":"asr/w","ok":false,"fingerprint":null,"message":"EIO"}"#,
+        "\n",
+        r#"{"event":"stage-done","stage":"asr","ok":false}"#,
+        "\n",
+        r#"{"event":"end","ok":false,"stage":null}"#,
+        "\n",
+    );
+
+    #[test]
+    fn a_journal_without_retry_reads_as_before() {
+        let j = journal(FAILED);
+        assert_eq!(j.state(), JournalState::Ended { ok: false });
+        assert_eq!(j.stage_outcome("asr"), Some(false));
+        assert!(!j.retried("asr"));
+        assert_eq!(j.failing_step("asr", |s| s == "asr/w"), Some("asr/w"));
+    }
+
+    #[test]
+    fn a_retry_reopens_the_run_and_its_stage_only() {
+        let j = journal(&format!(
+            "{FAILED}{}\n",
+            r#"{"event":"retry","stage":"asr"}"#
+        ));
+        assert_eq!(j.state(), JournalState::Interrupted);
+        assert_eq!(j.stage_outcome("asr"), None);
+        assert_eq!(j.stage_outcome("sm"), Some(false));
+        assert!(j.retried("asr"));
+        assert_eq!(j.failing_step("asr", |s| s == "asr/w"), None);
+        // The failed step is redone, not taken as done.
+        assert_eq!(j.done("asr/w"), None);
+        // The retried run ends again: ended, and its new outcome counts.
+        let again = format!(
+            "{FAILED}{}\n{}\n{}\n",
+            r#"{"event":"retry","stage":"asr"}"#,
+            r#"{"event":"stage-done","stage":"asr","ok":true}"#,
+            r#"{"event":"end","ok":true,"stage":"asr"}"#
+        );
+        let j = journal(&again);
+        assert_eq!(j.state(), JournalState::Ended { ok: true });
+        assert_eq!(j.stage_outcome("asr"), Some(true));
+    }
+}
