@@ -405,12 +405,14 @@ fn prepare(
             )],
             })
         }
-        (JournalState::Interrupted, true) if journal.targets() != Some(pairs.as_slice()) => {
+        (JournalState::Interrupted | JournalState::Ended { ok: false }, true)
+            if journal.targets() != Some(pairs.as_slice()) =>
+        {
             return Err(Outcome::Refused {
                 diagnostics: vec![Diagnostic::error(
                     codes::JOURNAL_MISMATCH,
                     "",
-                    "the interrupted apply used other targets",
+                    "the apply being resumed used other targets",
                 )
                 .help(format!(
                     "resume with the same --target arguments: {:?}",
@@ -432,52 +434,35 @@ fn prepare(
                     .help("to apply again, run without --resume")],
                 });
             };
-            if journal.targets() != Some(pairs.as_slice()) {
-                return Err(Outcome::Refused {
-                    diagnostics: vec![Diagnostic::error(
-                        codes::JOURNAL_MISMATCH,
-                        "",
-                        "the failed apply used other targets",
-                    )
-                    .help(format!(
-                        "resume with the same --target arguments: {:?}",
-                        journal.targets().unwrap_or_default()
-                    ))],
-                });
-            }
-            if let Err(e) = journal.append(Record::Retry {
+            let retry = Record::Retry {
                 stage: stage.id.clone(),
-            }) {
-                return Err(Outcome::Usage {
-                    diagnostics: vec![Diagnostic::error(
-                        codes::IO_FAILED,
-                        "",
-                        format!("cannot write journal: {e}"),
-                    )],
-                });
-            }
+            };
+            journal.append(retry).map_err(journal_write_failed)?;
         }
         _ => {
             let identities = targets
                 .iter()
                 .filter_map(|t| Some((t.disk.clone(), crate::identity::fingerprint(&t.path)?)))
                 .collect();
-            if let Err(e) = journal.append(Record::Begin {
+            let begin = Record::Begin {
                 plan_hash: plan.plan_hash.clone(),
                 targets: pairs.clone(),
                 identities,
-            }) {
-                return Err(Outcome::Usage {
-                    diagnostics: vec![Diagnostic::error(
-                        codes::IO_FAILED,
-                        "",
-                        format!("cannot write journal: {e}"),
-                    )],
-                });
-            }
+            };
+            journal.append(begin).map_err(journal_write_failed)?;
         }
     }
     Ok((opened, journal))
+}
+
+fn journal_write_failed(e: std::io::Error) -> Outcome {
+    Outcome::Usage {
+        diagnostics: vec![Diagnostic::error(
+            codes::IO_FAILED,
+            "",
+            format!("cannot write journal: {e}"),
+        )],
+    }
 }
 
 /// Carry out the plan: how it ended, and what the run did for `--report`
