@@ -577,8 +577,14 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
                 .stages
                 .last()
                 .and_then(|last| Some((last, ending_step(last, &journal)?)))
+                .filter(|(_, step)| {
+                    matches!(
+                        step.kind,
+                        StepKind::Run | StepKind::Manual | StepKind::Probe
+                    )
+                })
                 .map_or_else(
-                    || "not on a step that failed (a stage ran out of time)".to_string(),
+                    || "not on a write step a resume could retry (a stage ran out of time)".to_string(),
                     |(last, step)| {
                         format!(
                             "its last stage `{}` on `{}`, a command's or probe's answer, which a resume does not ask again",
