@@ -27,7 +27,13 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
-    /// Continue an interrupted apply from its journal.
+    /// Continue an interrupted apply from its journal; or, after an apply
+    /// that ended (exit 3) because its last stage failed on a write step
+    /// (I/O error, full disk, unreadable artifact, verify mismatch), retry
+    /// that stage from its first step not done on this target, keeping the
+    /// earlier stages' recorded failures. Refused (exit 4) when there is
+    /// nothing to resume: no journal, a run that recovered, or one whose
+    /// stages failed on a command's or probe's answer.
     #[arg(long)]
     resume: bool,
     /// Overwrite a target that carries another disk's partition table.

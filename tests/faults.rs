@@ -8,9 +8,10 @@
 //! on an image pre-filled with a pattern, and checks the exit code and
 //! diagnostic, that the journal is consistent JSON lines, that the bytes
 //! outside the plan's declared ranges still hold the pattern (`cmp`), and
-//! that finishing the job (`--resume` where the run was interrupted, a
-//! plain apply where it ended) gives the bytes an uninterrupted apply
-//! gives (`cmp`), judged by `sfdisk` and `fsck.vfat` too.
+//! that finishing the job gives the bytes an uninterrupted apply gives
+//! (`cmp`), judged by `sfdisk` and `mtype` too: `--resume`, both where the
+//! run was interrupted and where it ended on a write step's failure (the
+//! ASR stage is retried), and a plain apply from the same faulty state.
 
 mod common;
 use common::*;
@@ -192,17 +193,38 @@ impl Case {
         self.assert_outside_untouched();
     }
 
-    /// After a fault that ended the run (every stage failed): `--resume`
-    /// says there is nothing to resume and how to go on; applying again
-    /// finishes the job.
-    fn assert_reapply_finishes(&self) {
+    /// After a fault that ended the run (its ASR stage failed on a write
+    /// step): `--resume` retries the stage and finishes, the journal says
+    /// so (`retry`, then a recovered `end`); and, from the same faulty
+    /// state, a plain apply finishes too.
+    fn assert_resume_and_reapply_finish(&self, fault: &[(&str, &str)]) {
         let resumed = self.run(&["--resume"], &[]);
-        assert_eq!(resumed.code, 4, "{}", resumed.stderr);
+        assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+        assert!(resumed.stderr.contains("RP0760"), "{}", resumed.stderr);
+        let records = self.assert_journal_consistent(false);
+        let begins = records.iter().filter(|r| r["event"] == "begin").count();
+        assert_eq!(begins, 1, "a resume begins no new run: {records:?}");
+        let retry = records
+            .iter()
+            .position(|r| r["event"] == "retry" && r["stage"] == "asr")
+            .unwrap_or_else(|| panic!("no retry record: {records:?}"));
+        assert_eq!(records[retry - 1]["event"], "end", "{records:?}");
+        assert_eq!(records[retry - 1]["ok"], false, "{records:?}");
+        let last = records.last().unwrap();
+        assert!(last["event"] == "end" && last["ok"] == true, "{records:?}");
+        self.assert_finished();
+        // Once recovered, there is nothing to resume.
+        let again = self.run(&["--resume"], &[]);
+        assert_eq!(again.code, 4, "{}", again.stderr);
         assert!(
-            resumed.stderr.contains("RP0710") && resumed.stderr.contains("run without --resume"),
+            again.stderr.contains("RP0710") && again.stderr.contains("recovered"),
             "{}",
-            resumed.stderr
+            again.stderr
         );
+        // The same fault from the start, then a plain apply.
+        let _ = std::fs::remove_dir_all(&self.journal);
+        patterned(&self.img);
+        self.run(&[], fault).code(3);
         self.run(&[], &[]).code(0);
         self.assert_finished();
     }
@@ -231,11 +253,12 @@ fn assert_step_failed(c: &Case, run: &Run, step: &str, error: &str) {
 }
 
 #[test]
-fn an_io_error_at_a_steps_nth_write_fails_the_step_and_a_reapply_finishes() {
+fn an_io_error_at_a_steps_nth_write_fails_the_step_and_resume_finishes() {
     let c = case("");
-    let run = c.run(&[], &[("RPLAN_FAULT", "eio@asr/d0/sys/restore:2")]);
+    let fault = [("RPLAN_FAULT", "eio@asr/d0/sys/restore:2")];
+    let run = c.run(&[], &fault);
     assert_step_failed(&c, &run, "asr/d0/sys/restore", "Input/output error");
-    c.assert_reapply_finishes();
+    c.assert_resume_and_reapply_finish(&fault);
 }
 
 #[test]
@@ -244,9 +267,11 @@ fn an_io_error_at_a_byte_offset_fails_the_step_that_writes_it() {
     // 5 MiB into `sys`: past the head the clear step zeroes, inside the
     // restored image.
     let at = (6 * MIB).to_string();
-    let run = c.run(&[], &[("RPLAN_FAULT", &format!("eio-at@{at}"))]);
+    let spec = format!("eio-at@{at}");
+    let fault = [("RPLAN_FAULT", spec.as_str())];
+    let run = c.run(&[], &fault);
     assert_step_failed(&c, &run, "asr/d0/sys/restore", "Input/output error");
-    c.assert_reapply_finishes();
+    c.assert_resume_and_reapply_finish(&fault);
 }
 
 #[test]
@@ -254,26 +279,30 @@ fn a_short_write_is_an_error_and_its_half_is_redone() {
     let c = case("");
     // Write 1 is the restore's zeroing of its range (a failure there only
     // means zero runs are written too); write 2 is the first data.
-    let run = c.run(&[], &[("RPLAN_FAULT", "short@asr/d0/sys/restore:2")]);
+    let fault = [("RPLAN_FAULT", "short@asr/d0/sys/restore:2")];
+    let run = c.run(&[], &fault);
     assert_step_failed(&c, &run, "asr/d0/sys/restore", "short write");
-    c.assert_reapply_finishes();
+    c.assert_resume_and_reapply_finish(&fault);
 }
 
 #[test]
 fn an_injected_enospc_on_the_target_fails_the_step() {
     let c = case("");
-    let run = c.run(&[], &[("RPLAN_FAULT", "enospc@asr/d0/boot/files:1")]);
+    let fault = [("RPLAN_FAULT", "enospc@asr/d0/boot/files:1")];
+    let run = c.run(&[], &fault);
     assert_step_failed(&c, &run, "asr/d0/boot/files", "No space left on device");
-    c.assert_reapply_finishes();
+    c.assert_resume_and_reapply_finish(&fault);
 }
 
 #[test]
 fn an_artifact_that_cannot_be_read_fails_its_restore() {
     let c = case("");
     let k = (5 * MIB).to_string();
-    let run = c.run(&[], &[("RPLAN_FAULT", &format!("artifact-eio@{k}"))]);
+    let spec = format!("artifact-eio@{k}");
+    let fault = [("RPLAN_FAULT", spec.as_str())];
+    let run = c.run(&[], &fault);
     assert_step_failed(&c, &run, "asr/d0/sys/restore", "Input/output error");
-    c.assert_reapply_finishes();
+    c.assert_resume_and_reapply_finish(&fault);
 }
 
 /// A tmpfs of `size` at `dir/name` (unmounted when dropped).
@@ -316,7 +345,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn a_full_disk_under_a_sparse_target_fails_the_step_and_a_reapply_finishes() {
+fn a_full_disk_under_a_sparse_target_fails_the_step_and_resume_finishes() {
     let mut c = case("");
     // The reference starts from the same sparse image (its partitions
     // read zeros, not the pattern).
@@ -338,7 +367,19 @@ fn a_full_disk_under_a_sparse_target_fails_the_step_and_a_reapply_finishes() {
     c.assert_journal_consistent(false);
     c.assert_outside_untouched();
     fs.resize("128M");
-    c.assert_reapply_finishes();
+    let resumed = c.run(&["--resume"], &[]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    c.assert_journal_consistent(false);
+    c.assert_finished();
+    // The same full disk from the start, then a plain apply.
+    let _ = std::fs::remove_dir_all(&c.journal);
+    std::fs::remove_file(&c.img).unwrap();
+    fs.resize("36M");
+    sparse_patterned(&c.img);
+    c.run(&[], &[]).code(3);
+    fs.resize("128M");
+    c.run(&[], &[]).code(0);
+    c.assert_finished();
 }
 
 #[test]
@@ -499,4 +540,34 @@ fn a_target_that_disappears_mid_run_fails_the_step_and_resume_names_it_missing()
     let again = c.run(&[], &[]);
     assert_eq!(again.code, 4, "{}", again.stderr);
     assert!(again.stderr.contains("RP0701"), "{}", again.stderr);
+}
+
+#[test]
+fn resume_after_an_asr_its_probe_failed_has_nothing_to_retry() {
+    let c = case("");
+    let text = std::fs::read_to_string(&c.plan).unwrap();
+    std::fs::write(
+        &c.plan,
+        text.replace(
+            "{ id: asr, kind: asr }",
+            "{ id: asr, kind: asr, success: { run: [sh, -c, 'exit 1'] } }",
+        ),
+    )
+    .unwrap();
+    c.run(&[], &[]).code(3);
+    let records = c.assert_journal_consistent(false);
+    let img = sha(&c.img);
+    // The probe's answer stands: the resume asks nothing again and writes
+    // nothing.
+    let resumed = c.run(&["--resume"], &[]);
+    assert_eq!(resumed.code, 4, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("RP0761")
+            && resumed.stderr.contains("probe's answer")
+            && resumed.stderr.contains("run without --resume"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(sha(&c.img), img);
+    assert_eq!(c.assert_journal_consistent(false), records);
 }

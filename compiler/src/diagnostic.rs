@@ -222,6 +222,13 @@ pub mod codes {
     pub const UNKNOWN_TARGET: &str = "RP0708";
     pub const SECTOR_MISMATCH: &str = "RP0709";
     pub const JOURNAL_MISMATCH: &str = "RP0710";
+    /// `--resume` after a run that ended with its last stage failed on a
+    /// write step's runtime failure: that stage is retried (a warning).
+    pub const RESUME_RETRIES_STAGE: &str = "RP0760";
+    /// `--resume` after a run that ended with every stage failed on what a
+    /// retry would not change (a command's or probe's answer, a stage's
+    /// time limit): nothing to resume.
+    pub const RESUME_NOTHING_TO_RETRY: &str = "RP0761";
     /// A target holds a filesystem, swap, RAID/LVM/LDM signature or
     /// partition table that is not the plan's own disk.
     pub const NOT_BLANK: &str = "RP0720";

@@ -405,12 +405,14 @@ fn prepare(
             )],
             })
         }
-        (JournalState::Interrupted, true) if journal.targets() != Some(pairs.as_slice()) => {
+        (JournalState::Interrupted | JournalState::Ended { ok: false }, true)
+            if journal.targets() != Some(pairs.as_slice()) =>
+        {
             return Err(Outcome::Refused {
                 diagnostics: vec![Diagnostic::error(
                     codes::JOURNAL_MISMATCH,
                     "",
-                    "the interrupted apply used other targets",
+                    "the apply being resumed used other targets",
                 )
                 .help(format!(
                     "resume with the same --target arguments: {:?}",
@@ -419,27 +421,48 @@ fn prepare(
             })
         }
         (JournalState::Interrupted, true) => {}
+        (JournalState::Ended { ok: false }, true) => {
+            // `nothing_to_resume` let it through: the last stage failed on
+            // a write step, and is retried on the same targets.
+            let Some(stage) = retryable_stage(plan, &journal) else {
+                return Err(Outcome::Refused {
+                    diagnostics: vec![Diagnostic::error(
+                        codes::RESUME_NOTHING_TO_RETRY,
+                        "",
+                        "nothing to resume: the last apply ended",
+                    )
+                    .help("to apply again, run without --resume")],
+                });
+            };
+            let retry = Record::Retry {
+                stage: stage.id.clone(),
+            };
+            journal.append(retry).map_err(journal_write_failed)?;
+        }
         _ => {
             let identities = targets
                 .iter()
                 .filter_map(|t| Some((t.disk.clone(), crate::identity::fingerprint(&t.path)?)))
                 .collect();
-            if let Err(e) = journal.append(Record::Begin {
+            let begin = Record::Begin {
                 plan_hash: plan.plan_hash.clone(),
                 targets: pairs.clone(),
                 identities,
-            }) {
-                return Err(Outcome::Usage {
-                    diagnostics: vec![Diagnostic::error(
-                        codes::IO_FAILED,
-                        "",
-                        format!("cannot write journal: {e}"),
-                    )],
-                });
-            }
+            };
+            journal.append(begin).map_err(journal_write_failed)?;
         }
     }
     Ok((opened, journal))
+}
+
+fn journal_write_failed(e: std::io::Error) -> Outcome {
+    Outcome::Usage {
+        diagnostics: vec![Diagnostic::error(
+            codes::IO_FAILED,
+            "",
+            format!("cannot write journal: {e}"),
+        )],
+    }
 }
 
 /// Carry out the plan: how it ended, and what the run did for `--report`
@@ -540,19 +563,48 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
                 .help("resume with the plan that was interrupted")
             })
         }
-        JournalState::Ended { ok } => Some(
+        JournalState::Ended { ok: false } if retryable_stage(plan, &journal).is_some() => None,
+        JournalState::Ended { ok: true } => Some(
             refuse(format!(
-                "nothing to resume: the last apply of `{}` {} ({})",
+                "nothing to resume: the last apply of `{}` recovered ({})",
                 plan.name,
-                if ok {
-                    "recovered"
-                } else {
-                    "ended with every stage failed"
-                },
                 journal_path.display()
             ))
             .help("to apply again, run without --resume"),
         ),
+        JournalState::Ended { ok: false } => {
+            let why = plan
+                .stages
+                .last()
+                .and_then(|last| Some((last, ending_step(last, &journal)?)))
+                .filter(|(_, step)| {
+                    matches!(
+                        step.kind,
+                        StepKind::Run | StepKind::Manual | StepKind::Probe
+                    )
+                })
+                .map_or_else(
+                    || "not on a write step a resume could retry (a stage ran out of time)".to_string(),
+                    |(last, step)| {
+                        format!(
+                            "its last stage `{}` on `{}`, a command's or probe's answer, which a resume does not ask again",
+                            last.id, step.id
+                        )
+                    },
+                );
+            Some(
+                Diagnostic::error(
+                    codes::RESUME_NOTHING_TO_RETRY,
+                    "",
+                    format!(
+                        "nothing to resume: the last apply of `{}` ended with every stage failed, {why} ({})",
+                        plan.name,
+                        journal_path.display()
+                    ),
+                )
+                .help("to apply again, run without --resume"),
+            )
+        }
         JournalState::Empty => {
             // Another version of the plan (same name, another hash)?
             let others = other_journals(journal_path);
@@ -574,6 +626,42 @@ fn nothing_to_resume(plan: &CompiledPlan, journal_path: &Path) -> Option<Diagnos
             )
         }
     }
+}
+
+/// The critical step of `stage` whose failure ended it in the journal's
+/// last run (since the stage was last retried), if a step's failure did.
+fn ending_step<'p>(stage: &'p CStage, journal: &Journal) -> Option<&'p CStep> {
+    let critical = |id: &str| stage.steps.iter().find(|s| s.id == id && s.critical);
+    critical(journal.failing_step(&stage.id, |id| critical(id).is_some())?)
+}
+
+/// On `--resume` after a run that ended with every stage failed: the stage
+/// to retry, if there is one. Only the plan's last stage (the one the run
+/// ended on), and only when what failed it was a write step (restore,
+/// format, table, file install, verify: a runtime failure of rplan's own
+/// I/O, RP08xx). A failed command, manual action or probe is the machine's
+/// answer, which a resume keeps rather than asks again; a stage that ran
+/// out of time is not retried either. Earlier stages keep their recorded
+/// failures: their probes might pass now only because of the half-done
+/// ASR.
+fn retryable_stage<'p>(plan: &'p CompiledPlan, journal: &Journal) -> Option<&'p CStage> {
+    if journal.state() != (JournalState::Ended { ok: false }) {
+        return None;
+    }
+    let hash = journal.current().iter().find_map(|r| match r {
+        Record::Begin { plan_hash, .. } => Some(plan_hash.as_str()),
+        _ => None,
+    });
+    let last = plan.stages.last()?;
+    if hash != Some(plan.plan_hash.as_str()) || journal.stage_outcome(&last.id) != Some(false) {
+        return None;
+    }
+    let step = ending_step(last, journal)?;
+    (!matches!(
+        step.kind,
+        StepKind::Run | StepKind::Manual | StepKind::Probe
+    ))
+    .then_some(last)
 }
 
 /// Journals next to `path` of a plan with the same name but another hash.
@@ -620,7 +708,7 @@ fn disks_torn_by_us(
     let Ok(journal) = Journal::read(&path) else {
         return out;
     };
-    if journal.state() != JournalState::Interrupted {
+    if journal.state() != JournalState::Interrupted && retryable_stage(plan, &journal).is_none() {
         return out;
     }
     let recorded = journal.targets().unwrap_or_default();
@@ -875,6 +963,19 @@ impl Run<'_> {
             // that had failed is not tried again (its probe might pass now,
             // over a half-done ASR).
             let recorded = self.recorded_stage(stage);
+            if recorded.is_none() && self.resuming && self.journal.retried(&stage.id) {
+                self.reports.push(
+                    Diagnostic::warning(
+                        codes::RESUME_RETRIES_STAGE,
+                        "",
+                        format!(
+                            "stage `{}` failed on a write step in the last apply; resumed, it is retried from its first step not done on this target",
+                            stage.id
+                        ),
+                    )
+                    .help("the steps done before the failure are checked, not redone; earlier stages keep their recorded failures"),
+                );
+            }
             if recorded == Some(false) {
                 self.reports.push(
                     Diagnostic::warning(

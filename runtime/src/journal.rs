@@ -49,6 +49,14 @@ pub enum Record {
         ok: bool,
         stage: Option<String>,
     },
+    /// `--resume` after a run that ended with its last stage failed on a
+    /// runtime failure: the `end` before it and stage `stage`'s recorded
+    /// outcome are withdrawn, and the run goes on (the stage is retried
+    /// from its first step not done on this target). Journals written
+    /// before this record existed never hold it.
+    Retry {
+        stage: String,
+    },
 }
 
 pub struct Journal {
@@ -180,7 +188,8 @@ impl Journal {
         Ok(())
     }
 
-    /// The last run's state: did it begin, did it end?
+    /// The last run's state: did it begin, did it end? A `retry` after
+    /// its `end` takes the end back: the run is going on again.
     pub fn state(&self) -> JournalState {
         let begun = self
             .records
@@ -189,11 +198,12 @@ impl Journal {
         match begun {
             None => JournalState::Empty,
             Some(b) => match self.records[b..].iter().rev().find_map(|r| match r {
-                Record::End { ok, .. } => Some(*ok),
+                Record::End { ok, .. } => Some(Some(*ok)),
+                Record::Retry { .. } => Some(None),
                 _ => None,
             }) {
-                Some(ok) => JournalState::Ended { ok },
-                None => JournalState::Interrupted,
+                Some(Some(ok)) => JournalState::Ended { ok },
+                Some(None) | None => JournalState::Interrupted,
             },
         }
     }
@@ -208,12 +218,34 @@ impl Journal {
         &self.records[begun..]
     }
 
-    /// How stage `stage` ended in the last run, if it did.
+    /// How stage `stage` ended in the last run, if it did (and was not
+    /// retried since).
     pub fn stage_outcome(&self, stage: &str) -> Option<bool> {
         self.current().iter().rev().find_map(|r| match r {
-            Record::StageDone { stage: s, ok } if s == stage => Some(*ok),
+            Record::StageDone { stage: s, ok } if s == stage => Some(Some(*ok)),
+            Record::Retry { stage: s } if s == stage => Some(None),
             _ => None,
-        })
+        })?
+    }
+
+    /// Whether the last run was resumed with stage `stage` retried.
+    pub fn retried(&self, stage: &str) -> bool {
+        self.current()
+            .iter()
+            .any(|r| matches!(r, Record::Retry { stage: s } if s == stage))
+    }
+
+    /// The step whose failure ended stage `stage` in the last run: the
+    /// latest step recorded failed for which `ends_it` holds (a critical
+    /// step of the stage), since the stage was last retried.
+    pub fn failing_step(&self, stage: &str, ends_it: impl Fn(&str) -> bool) -> Option<&str> {
+        self.current().iter().rev().find_map(|r| match r {
+            Record::StepDone {
+                step, ok: false, ..
+            } if ends_it(step) => Some(Some(step.as_str())),
+            Record::Retry { stage: s } if s == stage => Some(None),
+            _ => None,
+        })?
     }
 
     /// How step `step` ended in the last run, if it did: success, and the
@@ -356,4 +388,67 @@ pub enum JournalState {
     Empty,
     Interrupted,
     Ended { ok: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(lines: &str) -> Journal {
+        let (records, _) = parse(lines.as_bytes(), Path::new("j")).unwrap();
+        Journal {
+            path: PathBuf::from("j"),
+            file: None,
+            records,
+        }
+    }
+
+    const FAILED: &str = concat!(
+        r#"{"event":"begin","plan_hash":"h","targets":[["d0","/t"]]}"#,
+        "\n",
+        r#"{"event":"stage-done","stage":"sm","ok":false}"#,
+        "\n",
+        r#"{"event":"step-started","step":"asr/w"}"#,
+        "\n",
+        r#"{"event":"step-done","step":"asr/w","ok":false,"fingerprint":null,"message":"EIO"}"#,
+        "\n",
+        r#"{"event":"stage-done","stage":"asr","ok":false}"#,
+        "\n",
+        r#"{"event":"end","ok":false,"stage":null}"#,
+        "\n",
+    );
+
+    #[test]
+    fn a_journal_without_retry_reads_as_before() {
+        let j = journal(FAILED);
+        assert_eq!(j.state(), JournalState::Ended { ok: false });
+        assert_eq!(j.stage_outcome("asr"), Some(false));
+        assert!(!j.retried("asr"));
+        assert_eq!(j.failing_step("asr", |s| s == "asr/w"), Some("asr/w"));
+    }
+
+    #[test]
+    fn a_retry_reopens_the_run_and_its_stage_only() {
+        let j = journal(&format!(
+            "{FAILED}{}\n",
+            r#"{"event":"retry","stage":"asr"}"#
+        ));
+        assert_eq!(j.state(), JournalState::Interrupted);
+        assert_eq!(j.stage_outcome("asr"), None);
+        assert_eq!(j.stage_outcome("sm"), Some(false));
+        assert!(j.retried("asr"));
+        assert_eq!(j.failing_step("asr", |s| s == "asr/w"), None);
+        // The failed step is redone, not taken as done.
+        assert_eq!(j.done("asr/w"), None);
+        // The retried run ends again: ended, and its new outcome counts.
+        let again = format!(
+            "{FAILED}{}\n{}\n{}\n",
+            r#"{"event":"retry","stage":"asr"}"#,
+            r#"{"event":"stage-done","stage":"asr","ok":true}"#,
+            r#"{"event":"end","ok":true,"stage":"asr"}"#
+        );
+        let j = journal(&again);
+        assert_eq!(j.state(), JournalState::Ended { ok: true });
+        assert_eq!(j.stage_outcome("asr"), Some(true));
+    }
 }
