@@ -1141,8 +1141,8 @@ impl Run<'_> {
                         self.step_ended(stage, step, result, &mut failed, &mut stop, &mut error);
                         tag(&mut self.reports, mark, index, tagged);
                     }
-                    // Every worker sends before it ends; a closed channel
-                    // means one panicked.
+                    // Cannot happen while this thread holds `tx`; should
+                    // it, stop rather than wait.
                     Err(_) => {
                         error = Some(Diagnostic::error(
                             codes::IO_FAILED,
@@ -2528,7 +2528,17 @@ impl Job {
             failed_steps: Vec::new(),
         };
         crate::fault::step_started(&step.id);
-        let result = run.step(step, deadline);
+        // The stage's thread waits for this message: a panic must still
+        // send it (with the targets), or the stage would wait for ever.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.step(step, deadline)))
+                .unwrap_or_else(|_| {
+                    Err(StepError(Diagnostic::error(
+                        codes::IO_FAILED,
+                        "",
+                        "the step's thread panicked",
+                    )))
+                });
         let Run {
             targets, reports, ..
         } = run;
