@@ -52,6 +52,12 @@ pub struct ApplyArgs {
     /// Where temporary filesystem images are made (default: $TMPDIR).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// How many steps may run at the same time: steps on different disks
+    /// (restores, formats, verifies) overlap; steps on the same disk always
+    /// run one after another, in the plan's order. Default: one per target.
+    /// `--jobs 1` runs every step in turn.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
     /// `json` streams one event per line on stdout.
     #[arg(long, value_enum, default_value = "human")]
     format: EventFormat,
@@ -229,6 +235,7 @@ pub fn run(args: ApplyArgs) -> u8 {
     };
     let options = ApplyOptions {
         boot_code,
+        jobs: args.jobs.map(usize::from),
         force: args.force,
         resume: args.resume,
         unattended,
@@ -582,6 +589,12 @@ pub struct DryRunArgs {
     /// Where the simulation's scratch files go (default: $TMPDIR).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// How many steps may run at the same time: steps on different disks
+    /// (restores, formats, verifies) overlap; steps on the same disk always
+    /// run one after another, in the plan's order. Default: one per target.
+    /// `--jobs 1` runs every step in turn.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
     /// `json`: events as JSON lines, then the report in the result line.
     #[arg(long, value_enum, default_value = "human")]
     format: EventFormat,
@@ -642,6 +655,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         own_files: own_files(&args.plan),
         color: false,
         boot_code,
+        jobs: args.jobs.map(usize::from),
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),

@@ -2,7 +2,7 @@
 //! bytes done. People get indicatif progress bars on a terminal (plain lines
 //! otherwise); tools get one JSON object per line (`--format json`).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::io::Write;
 
@@ -44,16 +44,19 @@ pub trait Observer {
     fn event(&mut self, e: &Event);
 }
 
-/// For people: a progress bar per long step on a terminal.
+/// For people: a progress bar per running long step on a terminal (steps
+/// on different disks run at the same time: one bar each).
 pub struct Human {
-    bar: Option<ProgressBar>,
+    bars: MultiProgress,
+    running: std::collections::HashMap<String, ProgressBar>,
     terminal: bool,
 }
 
 impl Human {
     pub fn new(terminal: bool) -> Human {
         Human {
-            bar: None,
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: std::collections::HashMap::new(),
             terminal,
         }
     }
@@ -67,13 +70,12 @@ impl Observer for Human {
                 let _ = writeln!(err, "── stage {} ({kind})", printable(stage));
             }
             Event::StepStarted {
+                step,
                 description,
                 total_bytes,
-                ..
             } => {
                 if let (true, Some(total)) = (self.terminal, total_bytes) {
-                    let bar =
-                        ProgressBar::with_draw_target(Some(*total), ProgressDrawTarget::stderr());
+                    let bar = self.bars.add(ProgressBar::new(*total));
                     bar.set_style(
                         ProgressStyle::with_template(
                             "   {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
@@ -81,13 +83,19 @@ impl Observer for Human {
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     bar.set_message(printable(description));
-                    self.bar = Some(bar);
+                    self.running.insert(step.to_string(), bar);
                 } else {
-                    let _ = writeln!(err, "   {} …", printable(description));
+                    let line = format!("   {} …", printable(description));
+                    if self.running.is_empty() {
+                        let _ = writeln!(err, "{line}");
+                    } else {
+                        // Above the bars, not through them.
+                        let _ = self.bars.println(line);
+                    }
                 }
             }
-            Event::Bytes { done, .. } => {
-                if let Some(bar) = &self.bar {
+            Event::Bytes { step, done, .. } => {
+                if let Some(bar) = self.running.get(*step) {
                     bar.set_position(*done);
                 }
             }
@@ -96,22 +104,28 @@ impl Observer for Human {
                 outcome,
                 message,
             } => {
-                if let Some(bar) = self.bar.take() {
+                if let Some(bar) = self.running.remove(*step) {
                     bar.finish_and_clear();
+                    self.bars.remove(&bar);
                 }
                 let mark = match *outcome {
                     "ok" => "✔",
                     "skipped" | "unchanged" => "·",
                     _ => "✘",
                 };
-                let _ = writeln!(
-                    err,
+                let line = format!(
                     "   {mark} {} {outcome}{}",
                     printable(step),
                     message
                         .map(|m| format!(": {}", printable(m)))
                         .unwrap_or_default()
                 );
+                if self.running.is_empty() {
+                    let _ = writeln!(err, "{line}");
+                } else {
+                    // Above the other steps' bars, not through them.
+                    let _ = self.bars.println(line);
+                }
             }
             Event::StageFinished { stage, ok } => {
                 let _ = writeln!(

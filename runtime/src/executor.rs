@@ -67,6 +67,9 @@ pub struct ApplyOptions {
     /// MBR boot code for the system disk when the plan has none
     /// (`--boot-code FILE`).
     pub boot_code: Option<[u8; 440]>,
+    /// How many steps may run at the same time (`--jobs`); `None`: one
+    /// per target. Steps on the same disk always run one after another.
+    pub jobs: Option<usize>,
 }
 
 /// What a dry-run found: the path up the ladder, the steps with their
@@ -1051,101 +1054,212 @@ impl Run<'_> {
     }
 
     /// Run one stage; Ok(success). Err only for journal failures.
+    ///
+    /// Steps on different disks run at the same time, up to `--jobs`
+    /// (see [`crate::parallel`]); the journal, the observer and the
+    /// report are kept on this thread only. Diagnostics, the timeline and
+    /// the failed steps are put in the compiled order, not the order steps
+    /// finished in, so a report does not depend on timing.
     fn stage(&mut self, stage: &CStage) -> Result<bool, Diagnostic> {
         self.failed_steps.clear();
-        let started = Instant::now();
-        // A compiled plan may carry any u64: beyond what an Instant can
-        // hold, the stage has no deadline rather than a panic.
-        let deadline = started.checked_add(Duration::from_secs(stage.timeout_s));
-        let mut failed: HashSet<&str> = HashSet::new();
+        let timeline_mark = self.timeline.len();
+        let mut tagged: Vec<(usize, Diagnostic)> = Vec::new();
         let order: Vec<&CStep> = self
             .plan
             .order
             .iter()
             .filter_map(|id| stage.steps.iter().find(|s| &s.id == id))
             .collect();
-        for step in order {
-            if let Some(dep) = step.after.iter().find(|a| failed.contains(a.as_str())) {
-                failed.insert(&step.id);
-                let msg = format!("skipped: `{dep}` failed");
-                self.finished(stage, step, "skipped", Some(&msg));
-                continue;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.reports.push(Diagnostic::error(
-                    codes::COMMAND_TIMEOUT,
-                    "",
-                    format!(
-                        "stage `{}` ran out of time ({}s) before `{}`",
-                        stage.id, stage.timeout_s, step.id
-                    ),
-                ));
-                return Ok(false);
-            }
-            match self.recorded_command(step) {
-                Some(Ok(())) => {
-                    self.finished(
-                        stage,
-                        step,
-                        "unchanged",
-                        Some("done before the interruption"),
-                    );
-                    continue;
-                }
-                Some(Err(d)) => {
-                    self.finished(stage, step, "failed", Some(&d.message));
-                    failed.insert(&step.id);
-                    if self.step_failed(step, d) {
-                        return Ok(false);
+        let result = self.schedule(stage, &order, &mut tagged);
+        tagged.sort_by_key(|(i, _)| *i);
+        self.reports.extend(tagged.into_iter().map(|(_, d)| d));
+        let rank = |id: &str| order.iter().position(|s| s.id == id);
+        self.timeline[timeline_mark..].sort_by_key(|s| rank(&s.step));
+        self.failed_steps.sort_by_key(|id| rank(id));
+        result
+    }
+
+    fn schedule(
+        &mut self,
+        stage: &CStage,
+        order: &[&CStep],
+        tagged: &mut Vec<(usize, Diagnostic)>,
+    ) -> Result<bool, Diagnostic> {
+        use crate::parallel::State;
+        let started = Instant::now();
+        // A compiled plan may carry any u64: beyond what an Instant can
+        // hold, the stage has no deadline rather than a panic.
+        let deadline = started.checked_add(Duration::from_secs(stage.timeout_s));
+        let plan = self.plan;
+        let places: Vec<Option<Vec<usize>>> = order
+            .iter()
+            .map(|s| crate::parallel::disks(plan, s))
+            .collect();
+        let after: Vec<Vec<usize>> = order
+            .iter()
+            .map(|s| {
+                s.after
+                    .iter()
+                    .filter_map(|a| order.iter().position(|o| &o.id == a))
+                    .collect()
+            })
+            .collect();
+        let jobs = self
+            .opts
+            .jobs
+            .unwrap_or_else(|| self.targets.iter().filter(|t| t.is_some()).count())
+            .max(1);
+        let mut states = vec![State::Waiting; order.len()];
+        let mut busy = vec![false; self.targets.len()];
+        let mut running = 0_usize;
+        let mut failed: HashSet<&str> = HashSet::new();
+        // Some(ok) once no further step may start: a critical step failed
+        // or time ran out (what is running still finishes and is recorded).
+        let mut stop: Option<bool> = None;
+        let mut error: Option<Diagnostic> = None;
+        let (tx, rx) = std::sync::mpsc::channel::<Message>();
+        std::thread::scope(|scope| {
+            loop {
+                while stop.is_none() && running < jobs {
+                    let Some(i) = crate::parallel::next(&states, &places, &after, &busy, running)
+                    else {
+                        break;
+                    };
+                    let step = order[i];
+                    states[i] = State::Finished;
+                    let mark = self.reports.len();
+                    if let Some(dep) = step.after.iter().find(|a| failed.contains(a.as_str())) {
+                        failed.insert(&step.id);
+                        let msg = format!("skipped: `{dep}` failed");
+                        self.finished(stage, step, "skipped", Some(&msg));
+                        continue;
                     }
-                    continue;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        tagged.push((
+                            usize::MAX,
+                            Diagnostic::error(
+                                codes::COMMAND_TIMEOUT,
+                                "",
+                                format!(
+                                    "stage `{}` ran out of time ({}s) before `{}`",
+                                    stage.id, stage.timeout_s, step.id
+                                ),
+                            ),
+                        ));
+                        states[i] = State::Waiting;
+                        stop = Some(false);
+                        break;
+                    }
+                    match self.recorded_command(step) {
+                        Some(Ok(())) => {
+                            self.finished(
+                                stage,
+                                step,
+                                "unchanged",
+                                Some("done before the interruption"),
+                            );
+                            continue;
+                        }
+                        Some(Err(d)) => {
+                            self.finished(stage, step, "failed", Some(&d.message));
+                            failed.insert(&step.id);
+                            if self.step_failed(step, d) {
+                                stop = Some(false);
+                            }
+                            tag(&mut self.reports, mark, i, tagged);
+                            continue;
+                        }
+                        None => {}
+                    }
+                    self.obs.event(&Event::StepStarted {
+                        step: &step.id,
+                        description: &step.description,
+                        total_bytes: self.step_bytes(step),
+                    });
+                    if let Err(d) = self.journal(Record::StepStarted {
+                        step: step.id.clone(),
+                    }) {
+                        error = Some(d);
+                        stop = Some(false);
+                        break;
+                    }
+                    let Some(disks) = &places[i] else {
+                        // Runs alone, here (a manual action asks on this
+                        // thread's terminal).
+                        crate::fault::step_started(&step.id);
+                        let result = self.step(step, deadline);
+                        self.step_ended(stage, step, result, &mut failed, &mut stop, &mut error);
+                        tag(&mut self.reports, mark, i, tagged);
+                        continue;
+                    };
+                    states[i] = State::Running;
+                    running += 1;
+                    let mut mine: Vec<Option<Target>> =
+                        (0..self.targets.len()).map(|_| None).collect();
+                    for &d in disks {
+                        busy[d] = true;
+                        mine[d] = self.targets[d].take();
+                    }
+                    let job = Job {
+                        index: i,
+                        targets: mine,
+                        journal: snapshot(&self.journal),
+                        fresh: self.fresh.clone(),
+                        resuming: self.resuming,
+                        opts: WorkerOptions::of(self.opts),
+                    };
+                    let tx = tx.clone();
+                    scope.spawn(move || job.run(plan, step, deadline, tx));
                 }
-                None => {}
-            }
-            self.obs.event(&Event::StepStarted {
-                step: &step.id,
-                description: &step.description,
-                total_bytes: self.step_bytes(step),
-            });
-            self.journal(Record::StepStarted {
-                step: step.id.clone(),
-            })?;
-            crate::fault::step_started(&step.id);
-            let result = self.step(step, deadline);
-            if let (
-                Ok(StepOk::Done {
-                    fingerprint: Some(fp),
-                }),
-                StepKind::RestoreImage | StepKind::Format | StepKind::InstallFiles,
-            ) = (&result, step.kind)
-            {
-                self.fresh.insert(step.id.clone(), fp.clone());
-            }
-            let (ok, fingerprint, message, outcome) = match &result {
-                Ok(StepOk::Done { fingerprint }) => (true, fingerprint.clone(), None, "ok"),
-                Ok(StepOk::Unchanged { fingerprint }) => (
-                    true,
-                    fingerprint.clone(),
-                    Some("already in place".to_string()),
-                    "unchanged",
-                ),
-                Err(StepError(d)) => (false, None, Some(d.message.clone()), "failed"),
-            };
-            let target = self.place_identity(step);
-            self.journal(Record::StepDone {
-                step: step.id.clone(),
-                ok,
-                fingerprint,
-                message: message.clone(),
-                target,
-            })?;
-            self.finished(stage, step, outcome, message.as_deref());
-            if let Err(StepError(d)) = result {
-                failed.insert(&step.id);
-                if self.step_failed(step, d) {
-                    return Ok(false);
+                if running == 0 {
+                    break;
+                }
+                match rx.recv() {
+                    Ok(Message::Bytes { step, done, total }) => self.obs.event(&Event::Bytes {
+                        step: &step,
+                        done,
+                        total,
+                    }),
+                    Ok(Message::Done {
+                        index,
+                        targets,
+                        result,
+                        reports,
+                    }) => {
+                        running -= 1;
+                        states[index] = State::Finished;
+                        for (d, t) in targets.into_iter().enumerate() {
+                            if let Some(t) = t {
+                                self.targets[d] = Some(t);
+                            }
+                            if places[index].as_ref().is_some_and(|p| p.contains(&d)) {
+                                busy[d] = false;
+                            }
+                        }
+                        let mark = self.reports.len();
+                        self.reports.extend(reports);
+                        let step = order[index];
+                        self.step_ended(stage, step, result, &mut failed, &mut stop, &mut error);
+                        tag(&mut self.reports, mark, index, tagged);
+                    }
+                    // Cannot happen while this thread holds `tx`; should
+                    // it, stop rather than wait.
+                    Err(_) => {
+                        error = Some(Diagnostic::error(
+                            codes::IO_FAILED,
+                            "",
+                            "a step's thread ended without a result",
+                        ));
+                        break;
+                    }
                 }
             }
+        });
+        if let Some(d) = error {
+            return Err(d);
+        }
+        if let Some(ok) = stop {
+            return Ok(ok);
         }
         if self
             .opts
@@ -1154,14 +1268,70 @@ impl Run<'_> {
             .is_some_and(|f| f.contains(&stage.id))
         {
             // A stage without commands fails here in a --fail simulation.
-            self.reports.push(Diagnostic::error(
-                codes::COMMAND_FAILED,
-                "",
-                format!("stage `{}` fails in this simulation", stage.id),
+            tagged.push((
+                usize::MAX,
+                Diagnostic::error(
+                    codes::COMMAND_FAILED,
+                    "",
+                    format!("stage `{}` fails in this simulation", stage.id),
+                ),
             ));
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Record how a started step ended: the journal, the observer, the
+    /// timeline; a failed critical step stops the stage.
+    fn step_ended<'s>(
+        &mut self,
+        stage: &CStage,
+        step: &'s CStep,
+        result: StepResult,
+        failed: &mut HashSet<&'s str>,
+        stop: &mut Option<bool>,
+        error: &mut Option<Diagnostic>,
+    ) {
+        if let (
+            Ok(StepOk::Done {
+                fingerprint: Some(fp),
+            }),
+            StepKind::RestoreImage | StepKind::Format | StepKind::InstallFiles,
+        ) = (&result, step.kind)
+        {
+            self.fresh.insert(step.id.clone(), fp.clone());
+        }
+        let (ok, fingerprint, message, outcome) = match &result {
+            Ok(StepOk::Done { fingerprint }) => (true, fingerprint.clone(), None, "ok"),
+            Ok(StepOk::Unchanged { fingerprint }) => (
+                true,
+                fingerprint.clone(),
+                Some("already in place".to_string()),
+                "unchanged",
+            ),
+            Err(StepError(d)) => (false, None, Some(d.message.clone()), "failed"),
+        };
+        let target = self.place_identity(step);
+        if let Err(d) = self.journal(Record::StepDone {
+            step: step.id.clone(),
+            ok,
+            fingerprint,
+            message: message.clone(),
+            target,
+        }) {
+            // As a sequential run: nothing after a record that could not
+            // be written is reported as done.
+            error.get_or_insert(d);
+            stop.get_or_insert(false);
+            return;
+        }
+        self.finished(stage, step, outcome, message.as_deref());
+        if let Err(StepError(d)) = result {
+            failed.insert(&step.id);
+            if self.step_failed(step, d) {
+                stop.get_or_insert(false);
+            }
+        }
     }
 
     /// Report a failed step; true if it fails its stage (it is critical).
@@ -2332,4 +2502,159 @@ impl Device for VolumeDevice<'_> {
         w.flush()?;
         w.sync()
     }
+}
+
+/// Move the diagnostics pushed since `mark` to `tagged`, as step `i`'s.
+fn tag(
+    reports: &mut Vec<Diagnostic>,
+    mark: usize,
+    i: usize,
+    tagged: &mut Vec<(usize, Diagnostic)>,
+) {
+    tagged.extend(
+        reports
+            .split_off(mark.min(reports.len()))
+            .into_iter()
+            .map(|d| (i, d)),
+    );
+}
+
+/// What a step's thread tells the stage's thread.
+enum Message {
+    Bytes {
+        step: String,
+        done: u64,
+        total: u64,
+    },
+    /// The step ended: its result, the diagnostics it raised, and the
+    /// targets it was lent.
+    Done {
+        index: usize,
+        targets: Vec<Option<Target>>,
+        result: StepResult,
+        reports: Vec<Diagnostic>,
+    },
+}
+
+/// Forwards a step thread's progress to the stage's thread, which alone
+/// talks to the observer: the JSON stream stays one whole object a line.
+struct Forward(std::sync::mpsc::Sender<Message>);
+
+impl Observer for Forward {
+    fn event(&mut self, e: &Event) {
+        if let Event::Bytes { step, done, total } = e {
+            let _ = self.0.send(Message::Bytes {
+                step: step.to_string(),
+                done: *done,
+                total: *total,
+            });
+        }
+    }
+}
+
+/// The options a step reads, without the operator's callbacks (a step
+/// that asks someone runs on the stage's thread).
+struct WorkerOptions {
+    force: bool,
+    resume: bool,
+    unattended: bool,
+    temp_dir: Option<PathBuf>,
+    dry_run: Option<Vec<String>>,
+    boot_code: Option<[u8; 440]>,
+    jobs: Option<usize>,
+}
+
+impl WorkerOptions {
+    fn of(o: &ApplyOptions) -> Self {
+        WorkerOptions {
+            force: o.force,
+            resume: o.resume,
+            unattended: o.unattended,
+            temp_dir: o.temp_dir.clone(),
+            dry_run: o.dry_run.clone(),
+            boot_code: o.boot_code,
+            jobs: o.jobs,
+        }
+    }
+
+    fn into_options(self) -> ApplyOptions {
+        ApplyOptions {
+            force: self.force,
+            resume: self.resume,
+            unattended: self.unattended,
+            journal_dir: PathBuf::new(),
+            temp_dir: self.temp_dir,
+            confirm: None,
+            manual: Box::new(|_| false),
+            dry_run: self.dry_run,
+            own_files: Vec::new(),
+            color: false,
+            boot_code: self.boot_code,
+            jobs: self.jobs,
+        }
+    }
+}
+
+/// One step to run on its own thread with the targets it occupies.
+struct Job {
+    index: usize,
+    targets: Vec<Option<Target>>,
+    /// A read-only copy of the journal: the stage's thread writes it.
+    journal: Journal,
+    fresh: std::collections::HashMap<String, String>,
+    resuming: bool,
+    opts: WorkerOptions,
+}
+
+impl Job {
+    fn run(
+        self,
+        plan: &CompiledPlan,
+        step: &CStep,
+        deadline: Option<Instant>,
+        tx: std::sync::mpsc::Sender<Message>,
+    ) {
+        let mut opts = self.opts.into_options();
+        let mut forward = Forward(tx.clone());
+        let mut run = Run {
+            plan,
+            targets: self.targets,
+            journal: self.journal,
+            opts: &mut opts,
+            obs: &mut forward,
+            reports: Vec::new(),
+            resuming: self.resuming,
+            timeline: Vec::new(),
+            fresh: self.fresh,
+            failed_steps: Vec::new(),
+        };
+        crate::fault::step_started(&step.id);
+        // The stage's thread waits for this message: a panic must still
+        // send it (with the targets), or the stage would wait for ever.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.step(step, deadline)))
+                .unwrap_or_else(|_| {
+                    Err(StepError(Diagnostic::error(
+                        codes::IO_FAILED,
+                        "",
+                        "the step's thread panicked",
+                    )))
+                });
+        let Run {
+            targets, reports, ..
+        } = run;
+        let _ = tx.send(Message::Done {
+            index: self.index,
+            targets,
+            result,
+            reports,
+        });
+    }
+}
+
+/// A copy of `journal`'s records that writes nowhere.
+fn snapshot(journal: &Journal) -> Journal {
+    let mut copy = Journal::in_memory();
+    copy.records.clone_from(&journal.records);
+    copy
 }

@@ -27,13 +27,31 @@
 
 #[cfg(any(debug_assertions, feature = "fault-injection"))]
 mod active {
+    use std::cell::RefCell;
     use std::io::{self, Read};
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::{Arc, Mutex, OnceLock};
 
-    static STEP: Mutex<String> = Mutex::new(String::new());
-    static WRITES: AtomicU64 = AtomicU64::new(0);
+    /// The step a thread writes for and that step's write counter: per
+    /// thread, since steps on different disks run at the same time; a
+    /// step's helper threads (the restore's writer) adopt its context.
+    #[derive(Clone, Default)]
+    pub struct Context(Option<(Arc<str>, Arc<AtomicU64>)>);
+
+    thread_local! {
+        static CONTEXT: RefCell<Context> = RefCell::new(Context::default());
+    }
     static JOURNAL_WRITES: AtomicU64 = AtomicU64::new(0);
+
+    /// This thread's step context, for a helper thread to [`adopt`].
+    pub fn context() -> Context {
+        CONTEXT.with(|c| c.borrow().clone())
+    }
+
+    /// Write for the step `ctx` belongs to (on a step's helper thread).
+    pub fn adopt(ctx: Context) {
+        CONTEXT.with(|c| *c.borrow_mut() = ctx);
+    }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Fault {
@@ -72,23 +90,24 @@ mod active {
     }
 
     pub fn step_started(id: &str) {
-        if let Ok(mut s) = STEP.lock() {
-            id.clone_into(&mut s);
-        }
-        WRITES.store(0, Ordering::SeqCst);
+        adopt(Context(Some((Arc::from(id), Arc::new(AtomicU64::new(0))))));
+    }
+
+    fn current() -> Option<(Arc<str>, Arc<AtomicU64>)> {
+        context().0
     }
 
     pub fn tool_hidden(name: &str) -> bool {
         std::env::var("RPLAN_HIDE_TOOLS").is_ok_and(|v| v.split(',').any(|t| t == name))
     }
 
-    fn in_step(step: &str) -> bool {
-        STEP.lock().map(|s| s.as_str() == step).unwrap_or(false)
+    fn in_step(current: Option<&str>, step: &str) -> bool {
+        current == Some(step)
     }
 
     /// `RPLAN_WRITE_LOG=FILE`: one line `STEP N` per device write or
     /// zeroing, so a test can choose crash points among the real writes.
-    fn log_write(n: u64) {
+    fn log_write(step: &str, n: u64) {
         use std::io::Write;
         static LOG: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
         let log = LOG.get_or_init(|| {
@@ -100,36 +119,40 @@ mod active {
                 .ok()?;
             Some(Mutex::new(file))
         });
-        if let (Some(log), Ok(step)) = (log, STEP.lock()) {
+        if let Some(log) = log {
             if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{} {n}", step.as_str());
+                let _ = writeln!(f, "{step} {n}");
             }
         }
     }
 
     pub fn before_write(offset: u64, len: u64) -> io::Result<Option<usize>> {
-        let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
-        log_write(n);
+        let cur = current();
+        let n = cur
+            .as_ref()
+            .map_or(1, |(_, w)| w.fetch_add(1, Ordering::SeqCst) + 1);
+        let cur = cur.as_ref().map(|(s, _)| &**s);
+        log_write(cur.unwrap_or(""), n);
         if let Some(spec) = std::env::var_os("RPLAN_CRASH_AT") {
             let spec = spec.to_string_lossy();
             if let Some((step, at)) = spec.rsplit_once(':') {
-                if at.parse::<u64>() == Ok(n) && in_step(step) {
+                if at.parse::<u64>() == Ok(n) && in_step(cur, step) {
                     // SAFETY: plain syscalls on our own process.
                     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
                 }
             }
         }
         match fault() {
-            Some(Fault::Fail(errno, step, at)) if *at == n && in_step(step) => {
+            Some(Fault::Fail(errno, step, at)) if *at == n && in_step(cur, step) => {
                 Err(io::Error::from_raw_os_error(*errno))
             }
-            Some(Fault::Short(step, at)) if *at == n && in_step(step) => {
+            Some(Fault::Short(step, at)) if *at == n && in_step(cur, step) => {
                 Ok(Some(usize::try_from(len / 2).unwrap_or(usize::MAX)))
             }
             Some(Fault::FailAt(k)) if offset <= *k && *k - offset < len => {
                 Err(io::Error::from_raw_os_error(libc::EIO))
             }
-            Some(Fault::Stop(step, at)) if *at == n && in_step(step) => {
+            Some(Fault::Stop(step, at)) if *at == n && in_step(cur, step) => {
                 // SAFETY: plain syscalls on our own process.
                 unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
                 Ok(None)
@@ -195,13 +218,25 @@ mod active {
 }
 
 #[cfg(any(debug_assertions, feature = "fault-injection"))]
-pub use active::{artifact_reader, before_write, journal_write, step_started, tool_hidden};
+pub use active::{
+    adopt, artifact_reader, before_write, context, journal_write, step_started, tool_hidden,
+    Context,
+};
 
 #[cfg(not(any(debug_assertions, feature = "fault-injection")))]
 mod inactive {
     use std::io::{self, Read};
 
     pub fn step_started(_id: &str) {}
+
+    #[derive(Clone, Default)]
+    pub struct Context;
+
+    pub fn context() -> Context {
+        Context
+    }
+
+    pub fn adopt(_ctx: Context) {}
 
     pub fn before_write(_offset: u64, _len: u64) -> io::Result<Option<usize>> {
         Ok(None)

@@ -24,6 +24,7 @@ pub mod layout;
 pub mod ldm;
 pub mod mkfs;
 pub mod overlay;
+pub mod parallel;
 pub mod preflight;
 pub mod preview;
 pub mod process;

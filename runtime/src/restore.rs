@@ -219,7 +219,11 @@ pub fn restore(
     let target: &mut dyn Device = &mut *dev;
     let (read_result, digest, write_result) = std::thread::scope(|s| {
         let hasher = s.spawn(move || hash_loop(read_rx, hashed_tx));
-        let writer = s.spawn(move || write_loop(target, start, skip_zeros, hashed_rx, free_tx));
+        let fault = crate::fault::context();
+        let writer = s.spawn(move || {
+            crate::fault::adopt(fault);
+            write_loop(target, start, skip_zeros, hashed_rx, free_tx)
+        });
         let read_result = read_loop(src, expected, capacity, read_tx, free_rx, progress);
         let digest = hasher
             .join()
