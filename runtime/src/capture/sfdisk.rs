@@ -157,13 +157,10 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
     if let Some((start, len, t)) = extended {
         let logicals: Vec<&CapturedPartition> = out.iter().filter(|p| p.logical).collect();
         // A logical partition at sector 0 has no room for its EBR: not ours.
-        let ours = logicals
-            .first()
-            .zip(logicals.last())
-            .and_then(|(a, b)| {
-                let first = (a.start / ss).checked_sub(1)?;
-                Some((first, ((b.start + b.size) / ss).checked_sub(first)?))
-            });
+        let ours = logicals.first().zip(logicals.last()).and_then(|(a, b)| {
+            let first = (a.start / ss).checked_sub(1)?;
+            Some((first, ((b.start + b.size) / ss).checked_sub(first)?))
+        });
         if ours != Some((start, len)) || t != 0x0f {
             notes.push(format!(
                 "the dump's extended container (type {t:#04x}, sectors {start}+{len}) differs from the one rplan \
