@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::path::{Component, Path, PathBuf};
 
 /// zstd level: 3 is zstd's own default, fast enough to keep up with a disk.
-const LEVEL: i32 = 3;
+pub const LEVEL: i32 = 3;
 
 /// One artifact written.
 #[derive(Debug, Clone)]
