@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::atomic::Ordering;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 /// zstd level: 3 is zstd's own default, fast enough to keep up with a disk.
 pub const LEVEL: i32 = 3;

@@ -18,9 +18,9 @@ use rplan_compiler::model::ArtifactFormat;
 use rplan_compiler::partclone::{Expand, Header, HEADER_LEN};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 
 /// The partclone tool for what the partition holds, if it is installed.
 pub fn tool_for(p: &CapturedPartition) -> Option<&'static str> {
