@@ -212,11 +212,12 @@ fn feed(
             break;
         }
         buf.truncate(n);
+        // The reader keeps no reference: were it to drop one after both
+        // consumers had handed theirs back, the buffer would leave the pool.
         let c = Arc::new(buf);
-        for tx in &to {
-            if tx.send(Arc::clone(&c)).is_err() {
-                return Ok(());
-            }
+        let [z, h] = &to;
+        if z.send(Arc::clone(&c)).is_err() || h.send(c).is_err() {
+            return Ok(());
         }
         progress();
     }
