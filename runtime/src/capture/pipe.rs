@@ -328,4 +328,53 @@ mod tests {
         .unwrap();
         assert_eq!(err.to_string(), "source failed");
     }
+
+    /// Zeros, as fast as they can be read.
+    struct Zeros(u64);
+
+    impl Read for Zeros {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.min(out.len() as u64) as usize;
+            out[..n].fill(0);
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn no_chunk_leaves_the_pool_whatever_the_threads_timing() {
+        // Many short runs, each past the pool's size: a chunk lost from
+        // the pool would leave the reader waiting for ever. Run on a thread
+        // so a hang is a failure, not a stuck test.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            for _ in 0..30 {
+                let mut src = Zeros((CHUNK * (POOL + 3)) as u64);
+                let (n, enc) = run(
+                    &mut src,
+                    enc(&dir),
+                    |feed, _| {
+                        let mut n = 0u64;
+                        feed.for_each(|b| {
+                            n += b.len() as u64;
+                            Ok(())
+                        })?;
+                        Ok(n)
+                    },
+                    // A slow progress bar: the consumers finish each
+                    // chunk while the reader is still in here.
+                    &mut |_| std::thread::sleep(std::time::Duration::from_millis(1)),
+                )
+                .unwrap();
+                assert_eq!(n, (CHUNK * (POOL + 3)) as u64);
+                drop(enc);
+            }
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_secs(120)).is_ok(),
+            "the pipeline hung"
+        );
+    }
 }
