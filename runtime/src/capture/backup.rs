@@ -10,22 +10,23 @@
 //! restore writes them back (free space as zeros), so `check` and the
 //! restore verify both formats the same way.
 //!
-//! Streaming with bounded memory: one 4 MiB buffer and the zstd
-//! encoder's window, whatever the partition's size. The source is only
+//! Streaming with bounded memory: the pipeline's chunk pool
+//! ([`super::pipe`]: 8 × 1 MiB) and the zstd encoder's window, whatever
+//! the partition's size; reading, compressing and hashing overlap. The source is only
 //! read. MBR disks also get their LBA 0 as a small `boot_code` artifact.
 
 use super::{CapturedDisk, CapturedPartition};
-use crate::target::Device;
+use crate::target::{Device, RegionReader};
 use rplan_compiler::model::ArtifactFormat;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 
-const CHUNK: usize = 4 << 20;
 /// zstd level: 3 is zstd's own default, fast enough to keep up with a disk.
-const LEVEL: i32 = 3;
+pub const LEVEL: i32 = 3;
 
 /// One artifact written.
 #[derive(Debug, Clone)]
@@ -135,7 +136,8 @@ pub fn back_up_disk(
     Ok(())
 }
 
-/// The partition's bytes through zstd, hashed on the way.
+/// The partition's bytes through zstd, hashed on the way (on two
+/// threads: [`super::pipe`]).
 pub(crate) fn raw_zstd(
     dev: &dyn Device,
     p: &CapturedPartition,
@@ -144,28 +146,28 @@ pub(crate) fn raw_zstd(
     progress: Progress<'_>,
 ) -> io::Result<Written> {
     let name = format!("{id}.img.zst");
-    let mut enc = encoder(&dir.join(&name))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < p.size {
-        let n = usize::try_from((p.size - done).min(CHUNK as u64)).unwrap_or(CHUNK);
-        let at = p
-            .start
-            .checked_add(done)
-            .ok_or_else(|| io::Error::other("partition beyond 2^64 bytes"))?;
-        dev.read_at(&mut buf[..n], at)?;
-        hasher.update(&buf[..n]);
-        enc.write_all(&buf[..n])?;
-        done += n as u64;
-        progress(id, done, p.size);
-    }
+    let enc = encoder(&dir.join(&name))?;
+    let mut src = RegionReader::new(dev, p.start, p.size)?;
+    let (sha, enc) = super::pipe::run(
+        &mut src,
+        enc,
+        |feed, done| {
+            let mut hasher = Sha256::new();
+            feed.for_each(|b| {
+                hasher.update(b);
+                done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Ok(())
+            })?;
+            Ok(hasher.finalize())
+        },
+        &mut |done| progress(id, done, p.size),
+    )?;
     Ok(Written {
         id: id.to_string(),
         path: name,
         format: ArtifactFormat::RawZstd,
         size: p.size,
-        sha256: hex(&hasher.finalize()),
+        sha256: hex(&sha),
         stored: finish(enc)?,
     })
 }

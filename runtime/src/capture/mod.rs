@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod partclone;
+mod pipe;
 pub mod sfdisk;
 pub mod volumes;
 

@@ -6,7 +6,8 @@
 //! read-only loop device over exactly its range (`losetup --read-only
 //! --offset --sizelimit`): it cannot read, let alone write, anything else.
 //! Its image (`-a0`: no per-block CRC, the sha256 below covers every byte)
-//! streams from its stdout into the zstd file and, on the way, through
+//! streams from its stdout into the zstd file and, at the same time on
+//! another thread ([`super::pipe`]), through
 //! [`rplan_compiler::partclone::Expand`] into the sha256 and size of the
 //! partition's bytes as a restore writes them back.
 
@@ -16,9 +17,10 @@ use crate::target::{Device, RegionReader};
 use rplan_compiler::model::ArtifactFormat;
 use rplan_compiler::partclone::{Expand, Header, HEADER_LEN};
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 
 /// The partclone tool for what the partition holds, if it is installed.
 pub fn tool_for(p: &CapturedPartition) -> Option<&'static str> {
@@ -70,20 +72,6 @@ impl Drop for Loop {
     }
 }
 
-/// What partclone writes: teed into the zstd file as it is read.
-struct Tee<R, W> {
-    inner: R,
-    copy: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 /// Capture partition `p` of the disk at `path` (read through `dev`) with
 /// `tool` into `dir/<id>.pcl.zst`: partclone's image, then the
 /// partition's bytes past its last block (see [`rplan_compiler::partclone`]).
@@ -110,7 +98,7 @@ pub fn capture(
         return Err(io::Error::other("no pipe from partclone"));
     };
     let enc = encoder(&dir.join(&name))?;
-    let result = (|| -> io::Result<([u8; 32], u64, Encoder)> {
+    let result = (|| -> io::Result<(([u8; 32], u64), Encoder)> {
         let mut head = [0u8; HEADER_LEN];
         stdout.read_exact(&mut head)?;
         let header = Header::parse(&head)?;
@@ -119,34 +107,37 @@ pub fn capture(
             .saturating_mul(u64::from(header.block_size))
             .min(p.size);
         let tail = RegionReader::new(dev, p.start + blocks_end, p.size - blocks_end)?;
-        let mut tee = Tee {
-            inner: io::Cursor::new(head).chain(stdout).chain(tail),
-            copy: enc,
-        };
-        let mut expand = Expand::new(&mut tee)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = match expand.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            total += n as u64;
-            progress(id, total, p.size);
-        }
-        drop(expand);
-        Ok((hasher.finalize().into(), total, tee.copy))
+        let mut src = io::Cursor::new(head).chain(stdout).chain(tail);
+        super::pipe::run(
+            &mut src,
+            enc,
+            |feed, done| {
+                let mut expand = Expand::new(feed.reader())?;
+                let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut total = 0u64;
+                loop {
+                    let n = match expand.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                    done.store(total, Ordering::Relaxed);
+                }
+                Ok((hasher.finalize().into(), total))
+            },
+            &mut |done| progress(id, done, p.size),
+        )
     })();
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
     }
     let status = child.wait()?;
-    let (sha, size, enc) = result?;
+    let ((sha, size), enc) = result?;
     if !status.success() {
         return Err(io::Error::other(format!(
             "{tool} exited with {status}: {}",
