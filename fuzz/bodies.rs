@@ -249,7 +249,34 @@ fn scratch() -> &'static str {
     }
 }
 
-// PARTCLONE: the partclone artifact reader's body goes here
-// (`pub fn partclone_artifact(data: &[u8])`: reader over the bytes, then
-// `restore` into a MemDevice as `zstd_artifact` does), with its target in
-// fuzz/Cargo.toml and run.sh and a row in tests/fuzz_regressions.rs.
+/// The partclone image reader (`partclone-zstd` artifacts, zstd already
+/// undone: the fuzzer spends its effort on partclone's header, bitmap and
+/// checksums) on arbitrary bytes, expanded by `partclone::Expand` and
+/// streamed by `restore::restore` into a 16 MiB range of a sparse
+/// in-memory disk: refused, or inside its range.
+pub fn partclone_artifact(data: &[u8]) {
+    let Ok(mut image) = rplan_compiler::partclone::Expand::new(std::io::Cursor::new(data)) else {
+        return;
+    };
+    let mut dev = MemDevice::new(START + CAPACITY + (1 << 20), 512);
+    let expected = Expected {
+        size: None,
+        sha256: [0; 32],
+    };
+    let _ = restore(
+        &mut dev,
+        START,
+        CAPACITY,
+        &mut image,
+        &expected,
+        &RestoreOptions { skip_zeros: true },
+        &mut |_| {},
+    );
+    for (at, len) in dev.written_ranges() {
+        assert!(
+            at >= START && at + len <= START + CAPACITY,
+            "wrote {at}+{len}"
+        );
+    }
+}
+

@@ -15,8 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-60}
 shift || true
-TARGETS=(plan_check ruleset compiled_plan disk_tables disk_inspect fs_usage zstd_artifact journal)
-# PARTCLONE: add `partclone_artifact` here when its reader lands.
+TARGETS=(plan_check ruleset compiled_plan disk_tables disk_inspect fs_usage zstd_artifact partclone_artifact journal)
 if [ $# -gt 0 ]; then TARGETS=("$@"); fi
 JOBS=${FUZZ_JOBS:-1}
 root=$(cd .. && pwd)
@@ -65,6 +64,12 @@ seed() {
         cp "$f" "$d/$(basename "$(dirname "$f")").zst"; done
       head -c 100000 /dev/urandom | zstd -q -19 > "$d/random.zst"
       head -c 3000000 /dev/zero | zstd -q > "$d/zeros.zst" ;;
+    partclone_artifact)
+      truncate -s 2M "$tmp/fat.img"
+      mkfs.vfat -n SEED "$tmp/fat.img" >/dev/null
+      echo hello > "$tmp/a.txt"; mcopy -i "$tmp/fat.img" "$tmp/a.txt" ::a.txt
+      partclone.fat -c -s "$tmp/fat.img" -o "$d/fat-crc32" -L /dev/null >/dev/null 2>&1
+      partclone.fat -c -a0 -s "$tmp/fat.img" -o "$d/fat-nocs" -L /dev/null >/dev/null 2>&1 ;;
     journal)
       printf '%s\n' \
         '{"event":"begin","plan_hash":"ab","targets":[["disk0","/x.img"]],"identities":[["disk0","file:1:2"]]}' \

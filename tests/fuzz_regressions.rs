@@ -12,7 +12,7 @@ use common::*;
 /// A fuzz target's body.
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 8] = [
+const TARGETS: [(&str, Body); 9] = [
     ("plan_check", bodies::plan_check),
     ("ruleset", bodies::ruleset),
     ("compiled_plan", bodies::compiled_plan),
@@ -20,6 +20,7 @@ const TARGETS: [(&str, Body); 8] = [
     ("disk_inspect", bodies::disk_inspect),
     ("fs_usage", bodies::fs_usage),
     ("zstd_artifact", bodies::zstd_artifact),
+    ("partclone_artifact", bodies::partclone_artifact),
     ("journal", bodies::journal),
 ];
 
