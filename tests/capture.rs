@@ -384,6 +384,9 @@ fn sfdisk_dumps_round_trip_through_capture_and_apply() {
     for (name, sectors) in [
         ("xp-sector63", 208_845u64),
         ("logical", 196_608),
+        // Windows XP's track-aligned logicals: type 0x05, EBRs 63 sectors
+        // before their partitions, the container running to the disk's end.
+        ("xp-logicals", 321_300),
         ("gpt-windows", 262_144),
     ] {
         let dump = root().join(format!("tests/data/sfdisk/{name}.dump"));

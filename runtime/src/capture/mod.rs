@@ -53,6 +53,8 @@ pub struct CapturedDisk {
     pub boot_code: Option<String>,
     /// Things found that the plan cannot say, written as comments.
     pub notes: Vec<String>,
+    /// MBR: the extended container's layout when not rplan's default.
+    pub extended: Option<table::ExtendedLayout>,
 }
 
 /// A filesystem found in a partition.
@@ -174,6 +176,7 @@ pub fn read_disk(id: &str, dev: &dyn Device, path: &Path) -> std::io::Result<Cap
         partitions,
         boot_code: None,
         notes,
+        extended: existing.extended,
     })
 }
 
@@ -389,6 +392,17 @@ fn disk_yaml(y: &mut String, d: &CapturedDisk, critical: bool) {
     );
     if let Some(b) = &d.boot_code {
         let _ = writeln!(y, "    boot_code: {{ artifact: {b} }}");
+    }
+    if let Some(e) = d.extended {
+        let end = e.end_lba.map_or(String::new(), |l| {
+            let bytes = l.saturating_mul(u64::from(d.sector_size));
+            format!(", end: {}", plan_size(bytes, d.sector_size))
+        });
+        let _ = writeln!(
+            y,
+            "    extended: {{ type: \"0x{:02x}\", ebr_gap: {}{end} }}",
+            e.mbr_type, e.ebr_gap
+        );
     }
     if d.partitions.is_empty() {
         y.push_str("    partitions: []\n");
