@@ -504,15 +504,9 @@ fn xp_track_aligned_logicals_round_trip_from_a_disk() {
     let sectors = 321_300u64;
     let dump = root().join("tests/data/sfdisk/xp-logicals.dump");
     let src = image(d, "src.img", sectors * 512);
-    let out = std::process::Command::new("sfdisk")
-        .args(["-q", p(&src)])
-        .stdin(std::fs::File::open(&dump).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    tool(
+        "sh",
+        &["-c", &format!("sfdisk -q '{}' < '{}'", p(&src), p(&dump))],
     );
     let (ext, logicals) = (
         64_260u64,

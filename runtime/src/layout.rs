@@ -155,6 +155,7 @@ mod tests {
             signature: Some(1),
             guid: None,
             boot_code: None,
+            extended: None,
             sector_size: 512,
             min_size: 1 << 30,
             partitions: vec![CPartition {
