@@ -3,14 +3,14 @@
 //! No plan logic lives here.
 
 mod apply;
-mod capture;
 mod graph;
 mod init;
+mod capture;
 mod inspect;
 mod manual;
 mod report;
-mod report_html;
 mod ui;
+mod report_html;
 mod verify;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};

@@ -28,12 +28,16 @@ fn ansible_role_checks_dry_runs_and_applies_a_fleet() {
             "RPLAN_REQUIRE_ANSIBLE is set but ansible-playbook is neither in \
              target/ansible-venv/bin nor on PATH"
         );
-        eprintln!("SKIP: ansible-playbook not found (pip install ansible-core, or run .ci/run)");
+        eprintln!(
+            "SKIP: ansible-playbook not found (pip install ansible-core, or run .ci/run)"
+        );
         return;
     };
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
     .expect("PATH entries join");
     let out = Command::new("bash")
         .arg(repo.join("contrib/ansible/test.sh"))
