@@ -384,6 +384,9 @@ fn sfdisk_dumps_round_trip_through_capture_and_apply() {
     for (name, sectors) in [
         ("xp-sector63", 208_845u64),
         ("logical", 196_608),
+        // Windows XP's track-aligned logicals: type 0x05, EBRs 63 sectors
+        // before their partitions, the container running to the disk's end.
+        ("xp-logicals", 321_300),
         ("gpt-windows", 262_144),
     ] {
         let dump = root().join(format!("tests/data/sfdisk/{name}.dump"));
@@ -485,4 +488,113 @@ fn a_disk_without_an_active_partition_captures_to_a_plan_that_checks() {
         .in_dir(d)
         .run()
         .code(0);
+}
+
+/// An XP-style disk made with sfdisk from tests/data/sfdisk/xp-logicals.dump
+/// (sfdisk puts the first EBR at the container's start, 63 sectors before
+/// its partition, and later EBRs just before theirs; the test moves those
+/// to 63 sectors before, as Windows XP writes them) → `capture --disk` →
+/// check → apply to a blank image: `sfdisk -d` is the source's, and every
+/// EBR sits where the source's does with the same entries.
+#[test]
+fn xp_track_aligned_logicals_round_trip_from_a_disk() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sectors = 321_300u64;
+    let dump = root().join("tests/data/sfdisk/xp-logicals.dump");
+    let src = image(d, "src.img", sectors * 512);
+    tool(
+        "sh",
+        &["-c", &format!("sfdisk -q '{}' < '{}'", p(&src), p(&dump))],
+    );
+    let (ext, logicals) = (
+        64_260u64,
+        [(64_323u64, 80_262u64), (144_648, 80_262), (224_973, 48_132)],
+    );
+    let sector = |f: &mut std::fs::File, lba: u64| {
+        let mut b = [0u8; 512];
+        f.seek(SeekFrom::Start(lba * 512)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        b
+    };
+    let put = |f: &mut std::fs::File, lba: u64, b: &[u8; 512]| {
+        f.seek(SeekFrom::Start(lba * 512)).unwrap();
+        f.write_all(b).unwrap();
+    };
+    let u32le = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&src)
+            .unwrap();
+        for k in 1..logicals.len() {
+            let (s, _) = logicals[k];
+            let mut ebr = sector(&mut f, s - 1);
+            assert_eq!(
+                &ebr[510..],
+                &[0x55, 0xaa],
+                "sfdisk's EBR of logical {k} is not before it"
+            );
+            put(&mut f, s - 1, &[0u8; 512]);
+            ebr[454..458].copy_from_slice(&63u32.to_le_bytes());
+            put(&mut f, s - 63, &ebr);
+            let prev = if k == 1 { ext } else { logicals[k - 1].0 - 63 };
+            let mut pe = sector(&mut f, prev);
+            pe[470..474].copy_from_slice(&((s - 63 - ext) as u32).to_le_bytes());
+            pe[474..478].copy_from_slice(&((logicals[k].1 + 63) as u32).to_le_bytes());
+            put(&mut f, prev, &pe);
+        }
+    }
+    let same_names = |t: String, img: &Path| t.replace(p(img), "/dev/X");
+    let theirs = std::fs::read_to_string(&dump)
+        .unwrap()
+        .replace("/dev/sda", "/dev/X");
+    assert_eq!(
+        same_names(tool("sfdisk", &["-d", p(&src)]), &src),
+        theirs,
+        "the source"
+    );
+
+    let plan = d.join("pc.yaml");
+    Rplan::new()
+        .args(["capture", "--disk"])
+        .arg(format!("disk0={}", p(&src)))
+        .args(["-o", p(&plan)])
+        .args(MACHINE)
+        .run()
+        .code(0);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("extended: { type: \"0x05\", ebr_gap: 63, end: "),
+        "{text}"
+    );
+    assert!(!text.contains("extended container"), "a note left: {text}");
+    Rplan::new().args(["check", p(&plan)]).run().code(0);
+    let copy = image(d, "copy.img", sectors * 512);
+    apply(&plan, &copy);
+    assert_eq!(
+        same_names(tool("sfdisk", &["-d", p(&copy)]), &copy),
+        theirs,
+        "the copy"
+    );
+    // The EBRs: where the source's are, with the same entries (type and
+    // LBA fields; CHS is not compared: sfdisk and Windows differ in it).
+    let (mut a, mut b) = (
+        std::fs::File::open(&src).unwrap(),
+        std::fs::File::open(&copy).unwrap(),
+    );
+    for (s, _) in logicals {
+        let (x, y) = (sector(&mut a, s - 63), sector(&mut b, s - 63));
+        assert_eq!(&y[510..], &[0x55, 0xaa], "no EBR at {}", s - 63);
+        for e in [446usize, 462] {
+            assert_eq!(
+                (x[e + 4], u32le(&x, e + 8), u32le(&x, e + 12)),
+                (y[e + 4], u32le(&y, e + 8), u32le(&y, e + 12)),
+                "EBR at sector {}, entry at byte {e}",
+                s - 63
+            );
+        }
+    }
 }

@@ -86,6 +86,24 @@ pub struct CDisk {
     /// The artifact whose first 440 bytes are the MBR boot code to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_code: Option<String>,
+    /// MBR: the extended container's layout when it is not rplan's default
+    /// (type 0x0f, EBRs in the sector before each logical partition, ending
+    /// with the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended: Option<CExtended>,
+}
+
+/// An MBR extended container laid out as the plan says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CExtended {
+    /// The container's MBR type byte: 0x05 or 0x0f.
+    pub mbr_type: u8,
+    /// Sectors from each EBR to its logical partition (at least 1).
+    pub ebr_gap: u64,
+    /// End offset in bytes; `null`: the end of the last logical partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -175,6 +175,16 @@ pub mod codes {
     pub const DYNAMIC_DISK: &str = "RP0340";
     /// Active (`bootable`) flags the MBR boot code cannot follow.
     pub const BOOT_FLAG: &str = "RP0341";
+    /// `extended:` on a disk without an MBR extended container (GPT, no
+    /// logical partitions, or dynamic).
+    pub const EXTENDED_UNUSED: &str = "RP0342";
+    /// `extended.type` other than 0x05 or 0x0f.
+    pub const EXTENDED_TYPE: &str = "RP0343";
+    /// `extended.ebr_gap` of 0, or one that puts an EBR before sector 1.
+    pub const EBR_GAP: &str = "RP0344";
+    /// `extended.end` before the last logical partition's end, past the
+    /// disk, off a sector boundary, or with a `rest` logical partition.
+    pub const EXTENDED_END: &str = "RP0345";
 
     // 04 — stages and escalation
     pub const DUPLICATE_STAGE: &str = "RP0401";

@@ -233,6 +233,35 @@ pub struct Disk {
     /// Without it the disk's existing code is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_code: Option<BootCode>,
+    /// MBR: how the extended container around the logical partitions is laid
+    /// out. Default: type `0x0f`, each EBR in the sector just before its
+    /// logical partition, the container ending with the last one. Windows XP
+    /// and DOS fdisk lay it out track-aligned:
+    /// `{ type: "0x05", ebr_gap: 63, end: <the disk's size> }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended: Option<Extended>,
+}
+
+/// The MBR extended container's layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Extended {
+    /// The container's MBR type: `"0x0f"` (LBA, the default) or `"0x05"`
+    /// (CHS, as Windows XP writes it).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["0x05", "0x0f"]))]
+    pub kind: Option<String>,
+    /// Sectors from each EBR to its logical partition (default 1; Windows XP
+    /// uses 63, one track). The first EBR starts the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    #[schemars(example = &63)]
+    pub ebr_gap: Option<u64>,
+    /// Where the container ends, as an offset from the start of the disk
+    /// (default: the end of the last logical partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"80GiB")]
+    pub end: Option<Size>,
 }
 
 fn default_sector_size() -> u32 {

@@ -4,7 +4,7 @@
 //! table writer's [`TableSpec`] and the volume writer's members.
 
 use crate::ldm;
-use crate::table::{PartSpec, TableKind as SpecKind, TableSpec};
+use crate::table::{ExtendedLayout, PartSpec, TableKind as SpecKind, TableSpec};
 use rplan_compiler::analyze::disks::usable_range;
 use rplan_compiler::compiled::{CDisk, CPartition, CVolume, CompiledPlan};
 use rplan_compiler::model::TableKind;
@@ -64,6 +64,7 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
                 logical: false,
             }],
             boot_code: None,
+            extended: None,
         };
     }
     let kind = match disk.table {
@@ -100,6 +101,11 @@ pub fn table_spec(disk: &CDisk, target_len: u64) -> TableSpec {
         sector_size: disk.sector_size,
         partitions: partitions.into_iter().map(|(_, p)| p).collect(),
         boot_code: None,
+        extended: disk.extended.map(|e| ExtendedLayout {
+            mbr_type: e.mbr_type,
+            ebr_gap: e.ebr_gap,
+            end_lba: e.end.map(|b| b / ss),
+        }),
     }
 }
 
@@ -149,6 +155,7 @@ mod tests {
             signature: Some(1),
             guid: None,
             boot_code: None,
+            extended: None,
             sector_size: 512,
             min_size: 1 << 30,
             partitions: vec![CPartition {

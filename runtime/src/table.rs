@@ -78,6 +78,87 @@ pub struct TableSpec {
     /// The 440 bytes of MBR boot code to write; `None` keeps the code the
     /// disk has (when it carries a readable table).
     pub boot_code: Option<[u8; 440]>,
+    /// MBR: the extended container's layout; `None` is rplan's default
+    /// ([`ExtendedLayout::default`]).
+    pub extended: Option<ExtendedLayout>,
+}
+
+/// How an MBR extended container is laid out around its logical
+/// partitions. rplan's default is type 0x0f with each EBR in the sector
+/// before its partition, the container ending with the last one; Windows XP
+/// and DOS fdisk write type 0x05, EBRs one track (63 sectors) before their
+/// partitions, and often end the container at the end of the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendedLayout {
+    /// The container's MBR type: 0x05 or 0x0f.
+    pub mbr_type: u8,
+    /// Sectors from each EBR to its logical partition, at least 1. The
+    /// first EBR is the container's first sector.
+    pub ebr_gap: u64,
+    /// The sector after the container; `None`: the end of the last logical
+    /// partition.
+    pub end_lba: Option<u64>,
+}
+
+impl Default for ExtendedLayout {
+    fn default() -> Self {
+        ExtendedLayout {
+            mbr_type: MBR_EXTENDED_LBA,
+            ebr_gap: 1,
+            end_lba: None,
+        }
+    }
+}
+
+/// The plan's description of an extended container found at `ext_start` +
+/// `ext_size` sectors with type `ext_type`, holding `logicals` as
+/// `(EBR sector if known, start, size)` in chain order: `Ok(None)` when it is
+/// rplan's default layout, `Err` saying why a plan cannot describe it. An
+/// unknown EBR sector (an `sfdisk -d` dump has none) is taken to be as far
+/// before its partition as the first EBR is.
+pub fn describe_extended(
+    ext_start: u64,
+    ext_size: u64,
+    ext_type: u8,
+    logicals: &[(Option<u64>, u64, u64)],
+) -> Result<Option<ExtendedLayout>, String> {
+    let Some(&(_, first_start, _)) = logicals.first() else {
+        return Err(format!(
+            "an extended container (sectors {ext_start}+{ext_size}) without logical partitions is left out"
+        ));
+    };
+    if !matches!(ext_type, 0x05 | 0x0f) {
+        return Err(format!(
+            "the extended container's type {ext_type:#04x} is written as 0x0f (rplan writes 0x05 or 0x0f)"
+        ));
+    }
+    let gap = first_start
+        .checked_sub(ext_start)
+        .filter(|&g| g > 0)
+        .ok_or_else(|| {
+            format!("the first logical partition does not start after its extended container's start (sector {ext_start})")
+        })?;
+    let mut prev_end = ext_start;
+    for &(ebr, start, size) in logicals {
+        let ebr = ebr.unwrap_or(start.saturating_sub(gap));
+        if start.checked_sub(ebr) != Some(gap) || ebr < prev_end {
+            return Err(format!(
+                "the EBRs lie at different distances from their logical partitions (the first {gap} sectors before, \
+                 the one of the partition at sector {start} at sector {ebr}); rplan writes each {gap} sectors before"
+            ));
+        }
+        prev_end = start.saturating_add(size);
+    }
+    let end = ext_start.saturating_add(ext_size);
+    if end < prev_end {
+        return Err("the last logical partition runs past its extended container".to_string());
+    }
+    let layout = ExtendedLayout {
+        mbr_type: ext_type,
+        ebr_gap: gap,
+        end_lba: (end != prev_end).then_some(end),
+    };
+    Ok((layout != ExtendedLayout::default()).then_some(layout))
 }
 
 /// A partition found on a disk.
@@ -111,6 +192,9 @@ pub struct ExistingTable {
     /// Damage that did not prevent reading, e.g. an invalid backup GPT
     /// header or one not at the end of the disk.
     pub problems: Vec<String>,
+    /// MBR: the extended container's layout when it is not rplan's default
+    /// and a plan can describe it (when not, a problem says why).
+    pub extended: Option<ExtendedLayout>,
 }
 
 /// Why a table could not be written or read.
@@ -204,6 +288,9 @@ struct MbrLayout {
     slots: Vec<MbrSlot>,
     /// Indices of the logical partitions, in chain order.
     logicals: Vec<usize>,
+    /// The extended container's type and EBR distance.
+    ext_type: u8,
+    ebr_gap: u64,
 }
 
 enum MbrSlot {
@@ -252,7 +339,7 @@ fn validate(
     }
 
     let layout = match spec.kind {
-        TableKind::Mbr { .. } => Some(validate_mbr(spec, &mut used)?),
+        TableKind::Mbr { .. } => Some(validate_mbr(spec, total, &mut used)?),
         TableKind::Gpt { disk_guid } => {
             validate_gpt(spec, disk_guid, total, ss)?;
             None
@@ -270,9 +357,21 @@ fn validate(
 
 fn validate_mbr(
     spec: &TableSpec,
+    total: u64,
     used: &mut Vec<(u64, u64, String)>,
 ) -> Result<MbrLayout, TableError> {
     let limit = 1u64 << 32;
+    let ext = spec.extended.unwrap_or_default();
+    let gap = ext.ebr_gap;
+    if gap == 0 {
+        return Err(invalid("an EBR distance of 0 sectors"));
+    }
+    if !matches!(ext.mbr_type, 0x05 | 0x0f) {
+        return Err(invalid(format!(
+            "extended container type {:#04x} (0x05 or 0x0f only)",
+            ext.mbr_type
+        )));
+    }
     let mut bootable = 0;
     let mut slots = Vec::new();
     let mut logicals = Vec::new();
@@ -298,7 +397,7 @@ fn validate_mbr(
                     "partition {n} is logical and cannot be bootable"
                 )));
             }
-            if p.start_lba < 2 {
+            if p.start_lba <= gap {
                 return Err(invalid(format!(
                     "logical partition {n} starts at sector {}, leaving no room for its EBR",
                     p.start_lba
@@ -317,8 +416,8 @@ fn validate_mbr(
             }
             logicals.push(i);
             used.push((
-                p.start_lba - 1,
-                p.start_lba - 1,
+                p.start_lba - gap,
+                p.start_lba - gap,
                 format!("the EBR of partition {n}"),
             ));
         } else {
@@ -342,9 +441,16 @@ fn validate_mbr(
         )));
     }
     if let (Some(&first), Some(&last)) = (logicals.first(), logicals.last()) {
-        let start = spec.partitions[first].start_lba - 1;
+        let start = spec.partitions[first].start_lba - gap;
         let last = &spec.partitions[last];
-        let size = last.start_lba + last.size_lba - start;
+        let last_end = last.start_lba + last.size_lba;
+        let end = ext.end_lba.unwrap_or(last_end);
+        if end < last_end || end > total.min(limit) {
+            return Err(invalid(format!(
+                "the extended container's end (sector {end}) is before its last logical partition's ({last_end}) or past the disk's"
+            )));
+        }
+        let size = end - start;
         for slot in &mut slots {
             if let MbrSlot::Extended { start: s, size: z } = slot {
                 *s = start;
@@ -361,7 +467,12 @@ fn validate_mbr(
             }
         }
     }
-    Ok(MbrLayout { slots, logicals })
+    Ok(MbrLayout {
+        slots,
+        logicals,
+        ext_type: ext.mbr_type,
+        ebr_gap: gap,
+    })
 }
 
 fn validate_gpt(spec: &TableSpec, disk_guid: Uuid, total: u64, ss: u64) -> Result<(), TableError> {
@@ -438,8 +549,9 @@ pub fn table_areas(spec: &TableSpec, disk_len: u64) -> Vec<(u64, u64)> {
             if lba1_free && total > 1 {
                 areas.push((ss, ss));
             }
+            let gap = spec.extended.unwrap_or_default().ebr_gap;
             for p in spec.partitions.iter().filter(|p| p.logical) {
-                areas.push((p.start_lba.saturating_sub(1) * ss, ss));
+                areas.push((p.start_lba.saturating_sub(gap) * ss, ss));
             }
         }
         TableKind::Gpt { .. } => {
@@ -621,7 +733,7 @@ fn stage_mbr(
             }
             MbrSlot::Extended { start, size } => {
                 extended = Some(start);
-                mbrman_entry(false, MBR_EXTENDED_LBA, start, size)?
+                mbrman_entry(false, layout.ext_type, start, size)?
             }
         };
         let Some(e) = header.get_mut(i + 1) else {
@@ -638,24 +750,25 @@ fn stage_mbr(
         let ss = u64::from(spec.sector_size);
         for (k, &li) in layout.logicals.iter().enumerate() {
             let p = &spec.partitions[li];
-            let ebr = p.start_lba - 1;
+            let gap = layout.ebr_gap;
+            let ebr = p.start_lba - gap;
             let mut sector = vec![0u8; ss as usize];
             sector[446..462].copy_from_slice(&encode_entry(
                 p.mbr_type,
-                1,
+                gap,
                 p.start_lba,
                 p.size_lba,
             )?);
             if let Some(&next) = layout.logicals.get(k + 1) {
                 let n = &spec.partitions[next];
-                let next_ebr = n.start_lba - 1;
+                let next_ebr = n.start_lba - gap;
                 // Linux and Windows both link with type 0x05 and a size
-                // covering the next EBR plus its partition.
+                // covering the next EBR through the end of its partition.
                 sector[462..478].copy_from_slice(&encode_entry(
                     0x05,
                     next_ebr - ext_start,
                     next_ebr,
-                    n.size_lba + 1,
+                    n.start_lba + n.size_lba - next_ebr,
                 )?);
             }
             sector[510] = 0x55;
@@ -810,6 +923,7 @@ fn read_mbr(
     let mut logicals = Vec::new();
     let mut problems = Vec::new();
     let mut seen_extended = false;
+    let mut extended = None;
     for (slot, e) in header.iter() {
         if e.is_unused() {
             continue;
@@ -829,6 +943,16 @@ fn read_mbr(
             }
             seen_extended = true;
             logicals = read_ebr_chain(dev, start, size)?;
+            let chain: Vec<(Option<u64>, u64, u64)> = logicals
+                .iter()
+                .map(|&(ebr, start, size, _)| (Some(ebr), start, size))
+                .collect();
+            match describe_extended(start, size, e.sys, &chain) {
+                Ok(layout) => extended = layout,
+                // An empty container is nothing a plan needs to say.
+                Err(_) if chain.is_empty() => {}
+                Err(why) => problems.push(why),
+            }
             continue;
         }
         partitions.push(ExistingPart {
@@ -843,7 +967,7 @@ fn read_mbr(
             logical: false,
         });
     }
-    for (k, (start, size, sys)) in logicals.into_iter().enumerate() {
+    for (k, (_, start, size, sys)) in logicals.into_iter().enumerate() {
         partitions.push(ExistingPart {
             number: 5 + k as u32,
             start_lba: start,
@@ -861,17 +985,18 @@ fn read_mbr(
         sector_size: dev.sector_size(),
         partitions,
         problems,
+        extended,
     })
 }
 
 /// Follow the EBR chain of the extended partition at `ext_start`; returns
-/// `(start, size, type)` per logical partition. Written by hand (not
+/// `(EBR sector, start, size, type)` per logical partition. Written by hand (not
 /// mbrman) so that every offset from the disk is checked before use.
 fn read_ebr_chain(
     dev: &dyn Device,
     ext_start: u64,
     ext_size: u64,
-) -> Result<Vec<(u64, u64, u8)>, TableError> {
+) -> Result<Vec<(u64, u64, u64, u8)>, TableError> {
     let ss = u64::from(dev.sector_size());
     let total = dev.len() / ss;
     let ext_end = ext_start + ext_size;
@@ -914,7 +1039,7 @@ fn read_ebr_chain(
                     "the logical partition of the EBR at sector {ebr} runs past its extended partition"
                 )));
             }
-            out.push((start, this.size, this.sys));
+            out.push((ebr, start, this.size, this.sys));
         }
         if !is_extended_type(link.sys) || link.start == 0 {
             return Ok(out);
@@ -1102,6 +1227,7 @@ fn read_gpt(dev: &dyn Device) -> Result<ExistingTable, TableError> {
         sector_size: dev.sector_size(),
         partitions,
         problems,
+        extended: None,
     })
 }
 

@@ -9,8 +9,8 @@ use rplan_runtime::restore::{
     RestoreOptions,
 };
 use rplan_runtime::table::{
-    clear_signatures, gpt_partition_guid, read_table, table_matches, write_table, PartSpec,
-    TableError, TableKind, TableSpec,
+    clear_signatures, gpt_partition_guid, read_table, table_matches, write_table, ExtendedLayout,
+    PartSpec, TableError, TableKind, TableSpec,
 };
 use rplan_runtime::target::{
     mounted_or_in_use, open_target, Access, BlockDevice, Device, ImageFile, MemDevice, Region,
@@ -68,6 +68,7 @@ fn mbr_spec() -> TableSpec {
             },
         ],
         boot_code: None,
+        extended: None,
     }
 }
 
@@ -96,6 +97,7 @@ fn gpt_spec() -> TableSpec {
             },
         ],
         boot_code: None,
+        extended: None,
     }
 }
 
@@ -233,6 +235,56 @@ fn gpt_reads_back_in_sgdisk_and_is_deterministic() {
     let again = sparse(dir.path(), "again.img", IMAGE);
     write_spec(&again, &spec);
     assert_eq!(sha256sum(&img), sha256sum(&again));
+}
+
+#[test]
+fn xp_extended_layout_reads_back_in_sfdisk_and_matches() {
+    // Windows XP's: type 0x05, EBRs 63 sectors before their partitions,
+    // the container running past the last logical partition.
+    let mut spec = mbr_spec();
+    spec.extended = Some(ExtendedLayout {
+        mbr_type: 0x05,
+        ebr_gap: 63,
+        end_lba: Some(24000),
+    });
+    spec.partitions[3].start_lba = 24576;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("xp.img");
+    std::fs::File::create(&img).unwrap().set_len(IMAGE).unwrap();
+    write_spec(&img, &spec);
+    let dump = tool_ok("sfdisk", &["-d", s(&img)]);
+    let starts: Vec<String> = dump
+        .lines()
+        .filter(|l| l.contains("start="))
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<String>()
+        })
+        .collect();
+    assert!(
+        starts.contains(&"start=12225,size=11775,type=5".to_string()),
+        "{dump}"
+    );
+    assert!(
+        starts.contains(&"start=18432,size=4096,type=b".to_string()),
+        "{dump}"
+    );
+    assert!(matches(&img, &spec));
+    let dev = ImageFile::open(&img, Access::ReadOnly).unwrap();
+    let t = read_table(&dev).unwrap().unwrap();
+    assert_eq!(t.extended, spec.extended);
+    assert!(t.problems.is_empty(), "{:?}", t.problems);
+    // The same partitions in rplan's default container are another table.
+    assert!(!matches(
+        &img,
+        &TableSpec {
+            extended: None,
+            ..spec.clone()
+        }
+    ));
 }
 
 #[test]
@@ -990,6 +1042,7 @@ fn block_device_on_a_4k_loop_device() {
             },
         ],
         boot_code: None,
+        extended: None,
     };
     {
         let mut dev = BlockDevice::open(&lo.dev, Access::ReadWrite).unwrap();

@@ -6,7 +6,7 @@
 //! leaves room for its EBR). `rest` runs to the last usable sector of the
 //! smallest disk the plan fits; the runtime stretches it to the real target.
 
-use crate::compiled::{CDisk, CPartition};
+use crate::compiled::{CDisk, CExtended, CPartition};
 use crate::diagnostic::{codes, Diagnostic};
 use crate::model::{Disk, PartSize, Plan, TableKind};
 use crate::size::{human_bytes, MIB};
@@ -74,6 +74,7 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
         min_size: total,
         partitions: Vec::new(),
         boot_code: None,
+        extended: None,
     };
     resolve_identity(plan, disk, &dp, &mut out, diags);
     if disk.sector_size != 512 && disk.sector_size != 4096 {
@@ -125,6 +126,7 @@ fn resolve_disk(plan: &Plan, disk: &Disk, i: usize, diags: &mut Vec<Diagnostic>)
         return out;
     }
     resolve_partitions(disk, &dp, first, end, &mut out, diags);
+    resolve_extended(plan, disk, &dp, total, &mut out, diags);
     check_overlaps(&dp, &out, diags);
     match disk.table {
         // A dynamic disk's partitions are LDM partitions, not MBR entries.
@@ -263,9 +265,9 @@ fn resolve_partitions(
                 .help("GPT holds 128 partitions without an extended container: drop `logical`"),
             );
         }
-        // A logical partition's EBR sits in the sector before it.
+        // A logical partition's EBR sits `ebr_gap` sectors before it.
         let packed_from = if logical {
-            cursor.saturating_add(ss)
+            cursor.saturating_add(ebr_gap(disk).saturating_mul(ss))
         } else {
             cursor
         };
@@ -470,22 +472,20 @@ fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
     let mut order: Vec<usize> = (0..disk.partitions.len()).collect();
     order.sort_by_key(|&j| (disk.partitions[j].start, j));
     let ss = u64::from(disk.sector_size);
+    let gap = disk.extended.map_or(1, |e| e.ebr_gap).saturating_mul(ss);
     let mut reach: Option<usize> = None; // partition that ends furthest so far
     for &j in &order {
         let p = &disk.partitions[j];
         if let Some(r) = reach {
             let q = &disk.partitions[r];
             let q_end = q.start.saturating_add(q.min_size);
-            // An EBR needs the sector before a logical partition.
-            let need = if p.logical {
-                q_end.saturating_add(ss)
-            } else {
-                q_end
-            };
+            // An EBR needs the sector `gap` before a logical partition.
+            let ebr_room = if p.logical { gap } else { 0 };
+            let need = q_end.saturating_add(ebr_room);
             if p.start < need && p.min_size > 0 && q.min_size > 0 {
                 let (later, earlier) = if j > r { (j, r) } else { (r, j) };
                 let (lp, ep) = (&disk.partitions[later], &disk.partitions[earlier]);
-                let free = align_up(q_end + if p.logical { ss } else { 0 }, MIB).unwrap_or(q_end);
+                let free = align_up(need, MIB).unwrap_or(q_end);
                 let msg = if p.start < q_end {
                     format!("partition `{}` overlaps `{}`", lp.id, ep.id)
                 } else {
@@ -518,6 +518,139 @@ fn check_overlaps(dp: &str, disk: &CDisk, diags: &mut Vec<Diagnostic>) {
         } else {
             reach = Some(j);
         }
+    }
+}
+
+/// The sectors from each EBR to its logical partition the plan asks for
+/// (1 when it says nothing or something invalid, which RP0344 reports).
+fn ebr_gap(disk: &Disk) -> u64 {
+    disk.extended
+        .as_ref()
+        .and_then(|e| e.ebr_gap)
+        .filter(|&g| g > 0)
+        .unwrap_or(1)
+}
+
+/// Check `disk.extended` and, when it is valid, put it in `out`.
+fn resolve_extended(
+    plan: &Plan,
+    disk: &Disk,
+    dp: &str,
+    total: u64,
+    out: &mut CDisk,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(ext) = &disk.extended else {
+        return;
+    };
+    let ep = format!("{dp}/extended");
+    let ss = u64::from(disk.sector_size);
+    let logicals: Vec<&CPartition> = out.partitions.iter().filter(|p| p.logical).collect();
+    if disk.table != TableKind::Mbr
+        || logicals.is_empty()
+        || super::volumes::is_dynamic(plan, &disk.id)
+    {
+        diags.push(
+            Diagnostic::error(
+                codes::EXTENDED_UNUSED,
+                ep,
+                "`extended` describes the MBR extended container, which only an MBR disk with logical partitions has",
+            )
+            .help("drop `extended`, or mark partitions `logical: true`"),
+        );
+        return;
+    }
+    let mut ok = true;
+    let mbr_type = match ext.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0x0f") => 0x0f,
+        Some("0x05") => 0x05,
+        Some(other) => {
+            diags.push(
+                Diagnostic::error(
+                    codes::EXTENDED_TYPE,
+                    format!("{ep}/type"),
+                    format!(
+                        "extended container type `{other}`: only \"0x05\" and \"0x0f\" are written"
+                    ),
+                )
+                .help("use \"0x05\" as Windows XP does, or \"0x0f\""),
+            );
+            ok = false;
+            0x0f
+        }
+    };
+    let gap = ext.ebr_gap.unwrap_or(1);
+    let first_start = logicals.first().map_or(0, |p| p.start);
+    match gap.checked_mul(ss) {
+        Some(0) => {
+            diags.push(
+                Diagnostic::error(
+                    codes::EBR_GAP,
+                    format!("{ep}/ebr_gap"),
+                    "`ebr_gap` is 0: an EBR cannot share its partition's first sector",
+                )
+                .help("use 1 (rplan's default) or 63 (Windows XP's)"),
+            );
+            ok = false;
+        }
+        Some(g) if g < first_start => {}
+        _ => {
+            diags.push(
+                Diagnostic::error(
+                    codes::EBR_GAP,
+                    format!("{ep}/ebr_gap"),
+                    format!(
+                        "an EBR {gap} sectors before the first logical partition (at {}) would not fit after the MBR",
+                        human_bytes(first_start)
+                    ),
+                )
+                .help("use a smaller `ebr_gap`, or start the first logical partition later"),
+            );
+            ok = false;
+        }
+    }
+    let mut end = None;
+    if let Some(e) = ext.end {
+        let last = logicals.last().copied();
+        let last_end = last.and_then(|p| p.size.map(|z| p.start.saturating_add(z)));
+        let err = match (e.bytes(ss), last_end) {
+            (_, None) => Some(
+                "the last logical partition's size is `rest`: the container ends with it"
+                    .to_string(),
+            ),
+            (None, _) => Some("`end` is beyond 2^64 bytes".to_string()),
+            (Some(b), _) if b % ss != 0 => {
+                Some(format!("`end` {b} is not on a {ss}-byte sector boundary"))
+            }
+            (Some(b), Some(l)) if b < l => Some(format!(
+                "`end` {} is before the end of the last logical partition ({})",
+                human_bytes(b),
+                human_bytes(l)
+            )),
+            (Some(b), _) if b > total => Some(format!(
+                "`end` {} is past the end of the disk ({})",
+                human_bytes(b),
+                human_bytes(total)
+            )),
+            (Some(b), _) => {
+                end = Some(b);
+                None
+            }
+        };
+        if let Some(msg) = err {
+            diags.push(
+                Diagnostic::error(codes::EXTENDED_END, format!("{ep}/end"), msg)
+                    .help("end the container at or after its last logical partition, inside the disk, or drop `end`"),
+            );
+            ok = false;
+        }
+    }
+    if ok {
+        out.extended = Some(CExtended {
+            mbr_type,
+            ebr_gap: gap,
+            end,
+        });
     }
 }
 
@@ -557,6 +690,7 @@ fn check_mbr(dp: &str, out: &CDisk, diags: &mut Vec<Diagnostic>) {
             .map(|p| p.start.saturating_add(p.min_size))
             .max()
             .unwrap_or(0);
+        let hi = out.extended.and_then(|e| e.end).unwrap_or(hi).max(hi);
         for &j in &primaries {
             let p = &out.partitions[j];
             if p.start > lo && p.start < hi {

@@ -58,6 +58,8 @@ pub struct CapturedDisk {
     /// A dynamic disk's LDM database: its partitions are the LDM
     /// partitions (type `ldm`), its volumes go under `volumes:`.
     pub ldm: Option<crate::ldm::read::Database>,
+    /// MBR: the extended container's layout when not rplan's default.
+    pub extended: Option<table::ExtendedLayout>,
 }
 
 /// A filesystem found in a partition.
@@ -189,6 +191,7 @@ pub fn read_disk(id: &str, dev: &dyn Device, path: &Path) -> std::io::Result<Cap
         boot_code: None,
         notes,
         ldm,
+        extended: existing.extended,
     })
 }
 
@@ -461,6 +464,17 @@ fn disk_yaml(y: &mut String, d: &CapturedDisk, critical: bool) {
     );
     if let Some(b) = &d.boot_code {
         let _ = writeln!(y, "    boot_code: {{ artifact: {b} }}");
+    }
+    if let Some(e) = d.extended {
+        let end = e.end_lba.map_or(String::new(), |l| {
+            let bytes = l.saturating_mul(u64::from(d.sector_size));
+            format!(", end: {}", plan_size(bytes, d.sector_size))
+        });
+        let _ = writeln!(
+            y,
+            "    extended: {{ type: \"0x{:02x}\", ebr_gap: {}{end} }}",
+            e.mbr_type, e.ebr_gap
+        );
     }
     if d.partitions.is_empty() {
         y.push_str("    partitions: []\n");

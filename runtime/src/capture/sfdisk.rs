@@ -5,9 +5,9 @@
 //! The dump format is sfdisk's own (util-linux `sfdisk(8)`, "Input
 //! formats"): header lines `key: value`, then one line per partition,
 //! `DEVICE : start=S, size=N, type=T[, bootable][, uuid=U][, name="…"]
-//! [, attrs="…"]`. Extended containers (types 5, f, 85) are left out:
-//! rplan lays its own out around the logical partitions (a note says so
-//! when the dump's differs from what rplan will write).
+//! [, attrs="…"]`. Extended containers (types 5, f, 85) are described by
+//! the disk's `extended:` when not rplan's default layout (a note says so
+//! when a plan cannot describe the dump's).
 
 use super::{CapturedDisk, CapturedPartition};
 use crate::table::TableKind;
@@ -154,18 +154,16 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
         });
     }
     let mut notes = Vec::new();
+    let mut layout = None;
     if let Some((start, len, t)) = extended {
-        let logicals: Vec<&CapturedPartition> = out.iter().filter(|p| p.logical).collect();
-        // A logical partition at sector 0 has no room for its EBR: not ours.
-        let ours = logicals.first().zip(logicals.last()).and_then(|(a, b)| {
-            let first = (a.start / ss).checked_sub(1)?;
-            Some((first, ((b.start + b.size) / ss).checked_sub(first)?))
-        });
-        if ours != Some((start, len)) || t != 0x0f {
-            notes.push(format!(
-                "the dump's extended container (type {t:#04x}, sectors {start}+{len}) differs from the one rplan \
-                 writes (type 0x0f, from the sector before the first logical partition to the end of the last)"
-            ));
+        let logicals: Vec<(Option<u64>, u64, u64)> = out
+            .iter()
+            .filter(|p| p.logical)
+            .map(|p| (None, p.start / ss, p.size / ss))
+            .collect();
+        match crate::table::describe_extended(start, len, t, &logicals) {
+            Ok(l) => layout = l,
+            Err(why) => notes.push(format!("{why}; rplan writes its default container instead")),
         }
     }
     let inferred = if gpt {
@@ -199,6 +197,7 @@ pub fn parse(text: &str, size: Option<&str>) -> Result<CapturedDisk, String> {
         boot_code: None,
         notes,
         ldm: None,
+        extended: layout,
     })
 }
 
