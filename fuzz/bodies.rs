@@ -279,4 +279,3 @@ pub fn partclone_artifact(data: &[u8]) {
         );
     }
 }
-
