@@ -423,6 +423,12 @@ impl Layout {
     }
 }
 
+// The array examples are consts: schemars' derive parses an array literal
+// in an attribute only with syn's "full" feature, which not every build of
+// this crate (`cargo build -p`, the fuzz workspace) switches on.
+const MEMBERS_EXAMPLE: [&str; 2] = ["disk1/data", "disk2/data"];
+const RUN_EXAMPLE: [&str; 3] = ["/usr/local/sbin/bmc-boot", "pc07", "safe"];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
@@ -434,7 +440,7 @@ pub struct Volume {
     pub layout: Layout,
     /// Member partitions as `disk/partition`.
     #[schemars(length(min = 1))]
-    #[schemars(example = ["disk1/data", "disk2/data"])]
+    #[schemars(example = &MEMBERS_EXAMPLE)]
     pub members: Vec<String>,
     /// Striped and raid5 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -519,7 +525,7 @@ pub struct Action {
     /// argv, never a shell string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    #[schemars(example = ["/usr/local/sbin/bmc-boot", "pc07", "safe"])]
+    #[schemars(example = &RUN_EXAMPLE)]
     pub run: Option<Vec<String>>,
     /// The command's time limit, e.g. `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
