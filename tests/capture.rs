@@ -121,17 +121,6 @@ fn capture_backup(src: &Source, extra: &[&str]) -> PathBuf {
     d.join("plan/pc.yaml")
 }
 
-const MACHINE: [&str; 8] = [
-    "--build",
-    "sp2-slipstream",
-    "--language",
-    "en",
-    "--edition",
-    "professional",
-    "--arch",
-    "x86",
-];
-
 fn apply(plan: &Path, target: &Path) {
     Rplan::new()
         .args(["apply", p(plan), "--yes", "--skip-manual", "--target"])

@@ -128,19 +128,9 @@ fn capture(dir: &Path, imgs: &[PathBuf], extra: &[&str]) -> PathBuf {
 
 fn capture_with(dir: &Path, imgs: &[PathBuf], extra: &[&str], rules: &[&str]) -> PathBuf {
     let out = dir.join("captured.yaml");
-    let mut r = Rplan::new().args([
-        "capture",
-        "-o",
-        out.to_str().unwrap(),
-        "--build",
-        "sp2-slipstream",
-        "--language",
-        "en",
-        "--edition",
-        "professional",
-        "--arch",
-        "x86",
-    ]);
+    let mut r = Rplan::new()
+        .args(["capture", "-o", out.to_str().unwrap()])
+        .args(MACHINE);
     for (i, p) in imgs.iter().enumerate() {
         r = r.arg("--disk").arg(format!("d{i}={}", p.display()));
     }

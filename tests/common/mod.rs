@@ -289,3 +289,16 @@ pub fn ldmtool(imgs: &[PathBuf], args: &[&str]) -> serde_json::Value {
     let out = tool("ldmtool", &all);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("ldmtool {args:?}: {e}: {out}"))
 }
+
+/// `rplan capture`'s flags for the machine the tests' plans describe
+/// (Windows XP Professional SP2, English, x86).
+pub const MACHINE: [&str; 8] = [
+    "--build",
+    "sp2-slipstream",
+    "--language",
+    "en",
+    "--edition",
+    "professional",
+    "--arch",
+    "x86",
+];
