@@ -6,6 +6,7 @@ use crate::{exit, CompileFlags};
 use rplan_compiler::{codes, CompiledPlan, Diagnostic};
 use rplan_runtime::events::{printable, printable_lines, Human, Json, Observer};
 use rplan_runtime::executor::{self, ApplyOptions, DryRunReport, Outcome, TargetArg};
+use rplan_runtime::preflight::{self, Verifying};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -110,21 +111,44 @@ pub fn parse_target(s: &str) -> Result<TargetArg, String> {
     }
 }
 
-/// A plan file or a compiled plan, compiled or checked for staleness.
+/// A plan file or a compiled plan, compiled or checked for staleness, its
+/// artifacts hashed against it unless `--no-artifacts`.
 pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> {
+    let (plan, verifying) = load(path, flags, false)?;
+    debug_assert!(verifying.is_none());
+    Ok(plan)
+}
+
+/// [`load_plan`] for apply: the artifacts' hashing is started here and
+/// goes on while the targets are inspected and the operator is asked; the
+/// executor awaits it before the first write.
+fn load_plan_verifying(
+    path: &Path,
+    flags: &CompileFlags,
+) -> Result<(CompiledPlan, Option<Verifying>), u8> {
+    load(path, flags, true)
+}
+
+fn load(
+    path: &Path,
+    flags: &CompileFlags,
+    defer: bool,
+) -> Result<(CompiledPlan, Option<Verifying>), u8> {
     let source = crate::read_source(path).map_err(|d| {
         print_diagnostics(&[d]);
         exit::USAGE
     })?;
     let looks_compiled = source.text.trim_start().starts_with('{');
+    let hash = !flags.no_artifacts;
     if !looks_compiled {
-        let plan = crate::compiled_for_apply(source, flags, REFUSED)?;
-        // --no-artifacts skipped the hashing, not the cheap checks: a
+        let plan = crate::compiled_for_apply(source, flags, defer && hash, REFUSED)?;
+        // Without the hashing (skipped or deferred), the cheap checks: a
         // missing, truncated or special file is refused before any write.
-        if flags.no_artifacts {
-            refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
+        if flags.no_artifacts || defer {
+            refuse_unless_empty(preflight::artifact_files(&plan))?;
         }
-        return Ok(plan);
+        let verifying = (defer && hash).then(|| preflight::verify_later(&plan, false));
+        return Ok((plan, verifying));
     }
     let plan: CompiledPlan = serde_json::from_str(&source.text).map_err(|e| {
         eprintln!(
@@ -148,11 +172,15 @@ pub fn load_plan(path: &Path, flags: &CompileFlags) -> Result<CompiledPlan, u8> 
     }
     // --no-artifacts: no pre-read of the backup; restores still verify every
     // byte's sha256 as they stream, and a mismatch fails the step.
-    if flags.no_artifacts {
-        refuse_unless_empty(rplan_runtime::preflight::artifact_files(&plan))?;
+    if flags.no_artifacts || defer {
+        refuse_unless_empty(preflight::artifact_files(&plan))?;
     }
-    refuse_unless_empty(executor::check_artifacts(&plan, !flags.no_artifacts))?;
-    Ok(plan)
+    if defer && hash {
+        let verifying = preflight::verify_later(&plan, true);
+        return Ok((plan, Some(verifying)));
+    }
+    refuse_unless_empty(executor::check_artifacts(&plan, hash))?;
+    Ok((plan, None))
 }
 
 fn refuse_unless_empty(problems: Vec<Diagnostic>) -> Result<(), u8> {
@@ -197,7 +225,7 @@ fn ask(question: &str) -> Option<String> {
 }
 
 pub fn run(args: ApplyArgs) -> u8 {
-    let plan = match load_plan(&args.plan, &args.flags) {
+    let (plan, verifying) = match load_plan_verifying(&args.plan, &args.flags) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -236,6 +264,7 @@ pub fn run(args: ApplyArgs) -> u8 {
     let options = ApplyOptions {
         boot_code,
         jobs: args.jobs.map(usize::from),
+        verifying,
         force: args.force,
         resume: args.resume,
         unattended,
@@ -656,6 +685,7 @@ pub fn dry_run(args: DryRunArgs) -> u8 {
         color: false,
         boot_code,
         jobs: args.jobs.map(usize::from),
+        verifying: None,
     };
     let mut observer: Box<dyn Observer> = match args.format {
         EventFormat::Json => Box::new(Json),

@@ -209,6 +209,7 @@ impl CompileFlags {
         Options {
             unattended: self.unattended,
             no_artifacts: self.no_artifacts,
+            defer_hashing: false,
             throughput: self.throughput,
         }
     }
@@ -470,6 +471,7 @@ pub(crate) fn compiled(
 pub(crate) fn compiled_for_apply(
     source: Source,
     flags: &CompileFlags,
+    defer_hashing: bool,
     refused: u8,
 ) -> Result<rplan_compiler::CompiledPlan, u8> {
     const BACKUP_FILES: [&str; 3] = [
@@ -478,8 +480,13 @@ pub(crate) fn compiled_for_apply(
         codes::ARTIFACT_SHA256,
     ];
     let mut reporter = Reporter::new(Format::Human, flags.strict);
-    let result = load_rules(&flags.rules, &mut reporter)
-        .and_then(|rules| compile_one(Ok(source), &rules, &flags.options(), &mut reporter));
+    let result = load_rules(&flags.rules, &mut reporter).and_then(|rules| {
+        let options = Options {
+            defer_hashing,
+            ..flags.options()
+        };
+        compile_one(Ok(source), &rules, &options, &mut reporter)
+    });
     reporter.finish(&[]);
     let backup_only = reporter
         .entries

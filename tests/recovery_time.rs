@@ -7,6 +7,8 @@
 //!   read the new disk's range to see whether the image is already there.
 //! - A format costs what mkfs writes: nothing of a large sparse partition is
 //!   read back, and a later run still notices a changed byte in it.
+//! - The backup is hashed while the targets are opened and inspected, and
+//!   all of it before the first byte is written to a target.
 
 mod common;
 use common::*;
@@ -144,6 +146,116 @@ fn a_journal_entry_for_another_disk_causes_no_reads_on_this_one() {
     // found in place without a write.
     let (run, _) = traced_apply(&p, &second, &journal, d);
     assert_eq!(outcome_of(&run.code(0), "/restore"), "unchanged");
+}
+
+/// The syscalls of an `rplan apply` of `plan` onto `target`, in the order
+/// strace saw them across all threads (`-y`: each descriptor's file named).
+fn syscalls(plan: &Path, target: &Path, dir: &Path, trace: &str) -> (Run, Vec<String>) {
+    let log = dir.join("strace-all.log");
+    let out = Command::new("strace")
+        .args(["-f", "-y", "-e", trace, "-e", "signal=none", "-o"])
+        .arg(&log)
+        .arg(bin())
+        .args(["apply", "--yes", "--journal"])
+        .arg(dir.join("j"))
+        .arg("--target")
+        .arg(format!("d0={}", target.display()))
+        .arg(plan)
+        .output()
+        .expect("strace (apt-get install strace)");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let lines = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (run, lines)
+}
+
+/// What a traced syscall returned, when it is a byte count.
+fn returned(line: &str) -> u64 {
+    line.rsplit("= ")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_backup_is_hashed_while_the_targets_are_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Large enough that hashing it outlasts opening and inspecting the target.
+    const IMG: u64 = 128 * MIB;
+    let mut bytes = vec![0u8; IMG as usize];
+    bytes[..MIB as usize].copy_from_slice(&noise(MIB as usize, 21));
+    let p = plan(
+        d,
+        "overlap",
+        Some(("sys.img", &bytes)),
+        192 * MIB,
+        "      - { id: sys, start: 1MiB, size: 128MiB, type: ntfs, bootable: true, content: { image: img } }\n",
+    );
+    let target = image(d, "t.img", 192 * MIB);
+    let (run, lines) = syscalls(&p, &target, d, "trace=openat,read,pwrite64");
+    run.code(0);
+    let art = format!(
+        "<{}>",
+        std::fs::canonicalize(d.join("sys.img")).unwrap().display()
+    );
+    let tgt = std::fs::canonicalize(&target)
+        .unwrap()
+        .display()
+        .to_string();
+    let opened = lines
+        .iter()
+        .position(|l| l.contains("openat(") && l.contains(&tgt) && !l.contains("= -1"))
+        .expect("the target is opened");
+    let first_write = lines
+        .iter()
+        .position(|l| l.contains("pwrite64(") && l.contains(&format!("<{tgt}>")))
+        .expect("the target is written");
+    // Each completed read of the backup: (line where it returned, bytes).
+    // strace splits a call another thread interrupts into `<unfinished ...>`
+    // and `<... read resumed>` lines; only the first names the file.
+    let mut pending = std::collections::HashSet::new();
+    let mut backup_reads: Vec<(usize, u64)> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let pid = l.split_whitespace().next().unwrap_or("");
+        if l.contains(" read(") && l.contains(&art) {
+            if l.contains("<unfinished ...>") {
+                pending.insert(pid.to_string());
+            } else {
+                backup_reads.push((i, returned(l)));
+            }
+        } else if l.contains("<... read resumed>") && pending.remove(pid) {
+            backup_reads.push((i, returned(l)));
+        }
+    }
+    let reads_of_backup = |range: std::ops::Range<usize>| -> (usize, u64) {
+        let within: Vec<u64> = backup_reads
+            .iter()
+            .filter(|(i, _)| range.contains(i))
+            .map(|&(_, n)| n)
+            .collect();
+        (within.len(), within.iter().sum())
+    };
+    // Hashing goes on after the target was opened: the two overlap.
+    let (during, _) = reads_of_backup(opened..first_write);
+    assert!(
+        during > 0,
+        "the backup was read only before the target was opened"
+    );
+    // And all of the backup was read before the first write to a target.
+    let (_, before_write) = reads_of_backup(0..first_write);
+    assert!(
+        before_write >= IMG,
+        "only {before_write} of {IMG} bytes of the backup were verified before the first write"
+    );
 }
 
 #[test]

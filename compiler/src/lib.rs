@@ -46,6 +46,10 @@ pub struct Options {
     pub unattended: bool,
     /// Do not open artifact files (CI away from the backup store).
     pub no_artifacts: bool,
+    /// Check the artifact files but leave hashing them to the caller
+    /// ([`analyze::artifacts::verify`]), which runs it alongside other work
+    /// (apply: while the targets are inspected and the operator asked).
+    pub defer_hashing: bool,
     /// Bytes per second assumed by estimates.
     pub throughput: u64,
 }
@@ -55,6 +59,7 @@ impl Default for Options {
         Options {
             unattended: false,
             no_artifacts: false,
+            defer_hashing: false,
             throughput: lower::DEFAULT_THROUGHPUT,
         }
     }

@@ -70,6 +70,11 @@ pub struct ApplyOptions {
     /// How many steps may run at the same time (`--jobs`); `None`: one
     /// per target. Steps on the same disk always run one after another.
     pub jobs: Option<usize>,
+    /// The artifacts' pre-verification, running since the plan was loaded
+    /// ([`crate::preflight::verify_later`]): awaited once the targets are
+    /// checked and the operator has answered, before the journal or any
+    /// target is written; its problems refuse the run (exit 4).
+    pub verifying: Option<crate::preflight::Verifying>,
 }
 
 /// What a dry-run found: the path up the ladder, the steps with their
@@ -202,33 +207,35 @@ pub fn dry_run_schema() -> serde_json::Value {
 /// Check the compiled plan's artifacts still hash to what it says: a
 /// compiled plan whose backup changed is stale, like an old Terraform plan.
 pub fn check_artifacts(plan: &CompiledPlan, hash: bool) -> Vec<Diagnostic> {
+    if hash {
+        // Hashed several at once; a file that no longer is what was
+        // compiled is a stale plan, whatever way it differs.
+        return rplan_compiler::analyze::artifacts::verify(&plan.artifacts)
+            .into_iter()
+            .map(|d| match d.code {
+                codes::ARTIFACT_SHA256 | codes::ARTIFACT_SIZE => {
+                    Diagnostic::error(codes::STALE_COMPILED, "", d.message)
+                        .help("the artifact changed since the plan was compiled: compile the plan again against the current backup")
+                }
+                _ => d,
+            })
+            .collect();
+    }
     let mut out = Vec::new();
     for a in &plan.artifacts {
-        let path = Path::new(&a.path);
-        let measured = if hash {
-            rplan_compiler::analyze::artifacts::hash_artifact_upto(path, a.format, a.size)
-                .map(|(sha, len)| (Some(sha), Some(len)))
-        } else {
-            // Without the pre-read: it must exist, and a raw one must have
-            // its size; the sha256 is checked while restoring.
-            std::fs::metadata(path).map(|m| {
-                (
-                    None,
-                    matches!(a.format, ArtifactFormat::Raw | ArtifactFormat::File)
-                        .then_some(m.len()),
-                )
-            })
-        };
+        // Without the pre-read: it must exist, and a raw one must have its
+        // size; the sha256 is checked while restoring.
+        let measured = std::fs::metadata(&a.path).map(|m| {
+            matches!(a.format, ArtifactFormat::Raw | ArtifactFormat::File).then_some(m.len())
+        });
         match measured {
             Err(e) => out.push(Diagnostic::error(
                 codes::STALE_COMPILED,
                 "",
                 format!("artifact `{}` ({}): {e}", a.id, a.path),
             )),
-            Ok((sha, len)) => {
-                let changed = sha.is_some_and(|s| s != a.sha256)
-                    || matches!((a.size, len), (Some(want), Some(got)) if want != got);
-                if changed {
+            Ok(len) => {
+                if matches!((a.size, len), (Some(want), Some(got)) if want != got) {
                     out.push(
                         Diagnostic::error(
                             codes::STALE_COMPILED,
@@ -365,6 +372,14 @@ fn prepare(
                     "not confirmed; nothing was written",
                 )
                 .help("answer `yes`, or pass --yes")],
+            });
+        }
+    }
+    if let Some(verifying) = opts.verifying.take() {
+        let problems = verifying.wait();
+        if !problems.is_empty() {
+            return Err(Outcome::Refused {
+                diagnostics: problems,
             });
         }
     }
@@ -1439,7 +1454,9 @@ impl Run<'_> {
 
     /// A format step's estimate and description for the real target: the
     /// compiled plan only knows a `rest` partition's size on the smallest
-    /// disk the plan fits.
+    /// disk the plan fits, and assumes the disk zeroes its free space
+    /// cheaply (a punched hole, write-zeroes offload). On a disk without
+    /// offload every byte of the partition is written.
     fn on_this_target(&self, step: &CStep) -> Option<(u64, String)> {
         if step.kind != StepKind::Format {
             return None;
@@ -1448,18 +1465,31 @@ impl Run<'_> {
         let di = self.plan.disks.iter().position(|x| x.id == d)?;
         let disk = &self.plan.disks[di];
         let part = disk.partition(p)?;
-        if part.size.is_some() {
+        let device = &self.targets.get(di)?.as_ref()?.device;
+        let cheap = device.zeroing_is_cheap();
+        if part.size.is_some() && cheap {
             return None;
         }
-        let len = self.targets.get(di)?.as_ref()?.device.len();
-        let (_, capacity) = layout::extent(disk, part, len);
+        let (_, capacity) = layout::extent(disk, part, device.len());
         let fs = format!("{:?}", part.content.as_ref()?.format.as_ref()?.fs).to_lowercase();
-        // The compiler's estimate for a format: 5 s plus writing 1/256 of it.
-        let estimate = 5 + (capacity / 256).div_ceil(self.plan.throughput.max(1));
-        Some((
-            estimate,
-            format!("make {fs} on {d}/{p} ({})", inspect::approx_bytes(capacity)),
-        ))
+        let size = inspect::approx_bytes(capacity);
+        let throughput = self.plan.throughput.max(1);
+        Some(if cheap {
+            // The compiler's estimate for a format: 5 s plus writing 1/256
+            // of it.
+            (
+                5 + (capacity / 256).div_ceil(throughput),
+                format!("make {fs} on {d}/{p} ({size})"),
+            )
+        } else {
+            (
+                5 + capacity.div_ceil(throughput),
+                format!(
+                    "make {fs} on {d}/{p} ({size}; zeros written in full: \
+                     the disk has no write-zeroes offload)"
+                ),
+            )
+        })
     }
 
     /// The ASR stage reached this disk when its table step ran.
@@ -1958,9 +1988,12 @@ impl Run<'_> {
 
             let mut src = restore::open_artifact(&path, format)
                 .map_err(|e| (codes::ARTIFACT_MISSING, format!("{}: {e}", path.display())))?;
-            // Zero the image's range first (a punched hole or BLKZEROOUT),
-            // so zero runs of the image need not be written at all.
-            let zeroed = dev.zero_range(0, size.min(dev.len())).is_ok();
+            // Zero the image's range first where that is cheap (a punched
+            // hole, or a disk's write-zeroes offload), so zero runs of the
+            // image need not be written at all. Where the kernel would write
+            // the zeros itself, that would write the range twice: the image
+            // is written whole instead, zeros included.
+            let zeroed = dev.zeroing_is_cheap() && dev.zero_range(0, size.min(dev.len())).is_ok();
             let mut throttle = Throttle::new(size);
             let total = size;
             let capacity = dev.len();
@@ -2023,6 +2056,9 @@ impl Run<'_> {
         let temp = self.opts.temp_dir.clone();
         self.with_place(step, |dev, first_sector| {
             let len = dev.len();
+            // Even without write-zeroes offload, the kernel's zeroing
+            // (BLKZEROOUT writing zero pages) beats zeros written from here
+            // through the page cache (BENCHMARKS.md, "Zeroing").
             let holes = if dev.zero_range(0, len).is_ok() {
                 Holes::AlreadyZero
             } else {
@@ -2494,6 +2530,9 @@ impl Device for VolumeDevice<'_> {
             "no cheap zeroing through a volume layout",
         ))
     }
+    fn zeroing_is_cheap(&self) -> bool {
+        false
+    }
     fn sync(&mut self) -> std::io::Result<()> {
         let w = self
             .inner
@@ -2591,6 +2630,7 @@ impl WorkerOptions {
             color: false,
             boot_code: self.boot_code,
             jobs: self.jobs,
+            verifying: None,
         }
     }
 }

@@ -164,6 +164,12 @@ impl Device for Overlay {
         Ok(())
     }
 
+    /// As cheap as on the real target: dry-run's estimates are the real
+    /// run's.
+    fn zeroing_is_cheap(&self) -> bool {
+        self.base.zeroing_is_cheap()
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -4,9 +4,11 @@
 //! backup's files (present, regular, of their size and kind), the `mkfs.*`
 //! tools the format steps need, a usable temp directory.
 //!
-//! Not here: anything about the targets (the executor's target checks) or
-//! the artifacts' sha256 (the compiler hashes them up front; restores
-//! verify while streaming).
+//! The artifacts' sha256 is checked here too, on other threads while the
+//! targets are opened and inspected and the operator is asked
+//! ([`verify_later`]); restores verify it again while streaming.
+//!
+//! Not here: anything about the targets (the executor's target checks).
 
 use rplan_compiler::analyze::artifacts::{self, ZSTD_WINDOW_LOG_MAX};
 use rplan_compiler::compiled::{CompiledPlan, StepKind};
@@ -15,6 +17,41 @@ use rplan_compiler::size::human_bytes;
 use rplan_compiler::{codes, Diagnostic};
 use std::io::Read;
 use std::path::Path;
+use std::thread::JoinHandle;
+
+/// Artifacts being hashed in the background: [`Verifying::wait`] gives
+/// their problems.
+#[derive(Debug)]
+pub struct Verifying(JoinHandle<Vec<Diagnostic>>);
+
+impl Verifying {
+    /// Wait for the hashing to end: the artifacts that are missing,
+    /// unreadable, or not of the plan's size and sha256.
+    pub fn wait(self) -> Vec<Diagnostic> {
+        self.0.join().unwrap_or_else(|_| {
+            vec![Diagnostic::error(
+                codes::ARTIFACT_MISSING,
+                "",
+                "verifying the backup's artifacts failed (the hashing thread panicked); nothing was written",
+            )]
+        })
+    }
+}
+
+/// Start hashing every artifact of `plan` (several at once) against the
+/// plan's size and sha256, and return at once. `compiled`: the plan came
+/// compiled, and a file that differs makes it stale (`RP0706`), as
+/// [`crate::executor::check_artifacts`] reports it.
+pub fn verify_later(plan: &CompiledPlan, compiled: bool) -> Verifying {
+    let plan = plan.clone();
+    Verifying(std::thread::spawn(move || {
+        if compiled {
+            crate::executor::check_artifacts(&plan, true)
+        } else {
+            artifacts::verify(&plan.artifacts)
+        }
+    }))
+}
 
 /// Every artifact: a regular file (not a device, FIFO or directory, which
 /// would be read forever or block), of the plan's size if raw, and of the

@@ -37,6 +37,14 @@ pub trait Device: Send {
     /// Make `[offset, offset+len)` read back as zeros (punch a hole,
     /// BLKZEROOUT, or write zeros), without touching bytes outside it.
     fn zero_range(&mut self, offset: u64, len: u64) -> io::Result<()>;
+    /// Whether [`Device::zero_range`] costs next to nothing whatever the
+    /// length: a punched hole, or a disk that zeroes by itself (write-zeroes
+    /// offload). `false` for a disk without it, where BLKZEROOUT makes the
+    /// kernel write every zero byte at the disk's write speed: callers then
+    /// zero only what must read as zeros, and estimates count those bytes.
+    fn zeroing_is_cheap(&self) -> bool {
+        true
+    }
     /// Flush written data to stable storage.
     fn sync(&mut self) -> io::Result<()>;
     /// Start writing `[offset, offset+len)` back to the disk without
@@ -509,6 +517,10 @@ impl Device for BlockDevice {
         }
     }
 
+    fn zeroing_is_cheap(&self) -> bool {
+        write_zeroes_offload(&self.0.file)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         self.0.file.sync_all()
     }
@@ -516,6 +528,32 @@ impl Device for BlockDevice {
     fn start_writeback(&self, offset: u64, len: u64) {
         start_writeback(&self.0.file, offset, len);
     }
+}
+
+/// Whether the block device open as `file` zeroes ranges by itself: its
+/// queue's `write_zeroes_max_bytes` (in sysfs; a partition's is its disk's)
+/// is not 0. Read on every call: a loop device whose backing file cannot
+/// zero turns it to 0 at its first refusal. Unknown counts as not offloaded
+/// (the safe guess for time estimates; correctness never depends on it).
+fn write_zeroes_offload(file: &File) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let rdev = meta.rdev();
+    let node = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(rdev),
+        libc::minor(rdev)
+    ));
+    let queue = if node.join("partition").exists() {
+        node.join("../queue")
+    } else {
+        node.join("queue")
+    };
+    fs::read_to_string(queue.join("write_zeroes_max_bytes"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
 }
 
 /// What an image file and a block device share: an open file of fixed
@@ -949,6 +987,10 @@ impl Device for Region<'_> {
             return Err(past_end_write(offset, len as usize, self.len));
         }
         self.dev.zero_range(self.start + offset, len)
+    }
+
+    fn zeroing_is_cheap(&self) -> bool {
+        self.dev.zeroing_is_cheap()
     }
 
     fn sync(&mut self) -> io::Result<()> {

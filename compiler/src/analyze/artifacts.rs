@@ -101,11 +101,45 @@ pub fn check(
         });
         found.push((local, job));
     }
-    hash_all(&mut found);
+    if !options.defer_hashing {
+        hash_all(&mut found);
+    }
     for (local, _) in found {
         all.extend(local);
     }
     out
+}
+
+/// Hash the artifacts of a plan compiled with [`crate::Options::defer_hashing`]
+/// (several at once) and report each that is missing, unreadable, or not
+/// of the plan's size and sha256: the diagnostics `check` would have given,
+/// with the artifact's id in front since they are shown without the plan.
+pub fn verify(artifacts: &[CArtifact]) -> Vec<Diagnostic> {
+    let mut found: Vec<(Vec<Diagnostic>, Option<ToHash>)> = artifacts
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            let job = ToHash {
+                path: a.path.clone().into(),
+                format: a.format,
+                size: a.size,
+                sha256: a.sha256.clone(),
+                ap: format!("/backup/artifacts/{n}"),
+            };
+            (Vec::new(), Some(job))
+        })
+        .collect();
+    hash_all(&mut found);
+    artifacts
+        .iter()
+        .zip(found)
+        .flat_map(|(a, (diags, _))| {
+            diags.into_iter().map(move |mut d| {
+                d.message = format!("artifact `{}`: {}", a.id, d.message);
+                d
+            })
+        })
+        .collect()
 }
 
 /// An artifact file to check against the plan.
