@@ -251,3 +251,57 @@ fn a_format_on_a_disk_that_cannot_zero_is_estimated_at_its_size() {
     );
     assert!(slow_run["dry_run"]["rto_estimate_s"].as_u64() > Some(0));
 }
+
+#[test]
+fn zeroing_a_disk_that_cannot_zero_shows_progress_and_makes_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const PART: u64 = 512 * MIB;
+    let p = plan(
+        d,
+        PART + 64 * MIB,
+        PART,
+        "{ format: { fs: ntfs, label: SYS } }",
+        "",
+    );
+    let (disk, _holder) = slow_disk(d, PART + 64 * MIB);
+    let before = disk.bytes_written();
+    let run = Rplan::new()
+        .args([
+            "apply",
+            p.to_str().unwrap(),
+            "--yes",
+            "--force",
+            "--format",
+            "json",
+            "--journal",
+            d.join("j").to_str().unwrap(),
+            "--target",
+            &format!("d0={}", disk.dev),
+        ])
+        .run()
+        .code(0);
+    // The kernel wrote the partition's zeros: that is what the format's
+    // fingerprint stands for.
+    let written = disk.bytes_written() - before;
+    assert!(written >= PART, "only {written} bytes written");
+    // ...piece by piece, each piece a progress event of the format step.
+    let progress: Vec<u64> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "bytes" && e["step"].as_str().unwrap_or("").ends_with("/format"))
+        .filter_map(|e| e["done"].as_u64())
+        .collect();
+    assert!(progress.len() >= 2, "{}", run.stdout);
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+    assert_eq!(progress.last(), Some(&PART));
+    let probe = tool(
+        "blkid",
+        &["-p", "-O", &MIB.to_string(), "-o", "export", &disk.dev],
+    );
+    assert!(
+        probe.contains("TYPE=ntfs") && probe.contains("LABEL=SYS"),
+        "{probe}"
+    );
+}

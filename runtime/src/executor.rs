@@ -2054,12 +2054,25 @@ impl Run<'_> {
             seed_bytes[7],
         ]);
         let temp = self.opts.temp_dir.clone();
-        self.with_place(step, |dev, first_sector| {
+        let obs = &mut *self.obs;
+        let step_id = step.id.clone();
+        with_place(self.plan, &mut self.targets, step, |dev, first_sector| {
             let len = dev.len();
             // Even without write-zeroes offload, the kernel's zeroing
             // (BLKZEROOUT writing zero pages) beats zeros written from here
-            // through the page cache (BENCHMARKS.md, "Zeroing").
-            let holes = if dev.zero_range(0, len).is_ok() {
+            // through the page cache (BENCHMARKS.md, "Zeroing"); it then
+            // takes the disk's write time, and shows progress.
+            let mut throttle = Throttle::new(len);
+            let zeroed = zero_showing_progress(dev, len, &mut |done| {
+                if throttle.due(done) {
+                    obs.event(&Event::Bytes {
+                        step: &step_id,
+                        done,
+                        total: len,
+                    });
+                }
+            });
+            let holes = if zeroed.is_ok() {
                 Holes::AlreadyZero
             } else {
                 Holes::WriteZeros
@@ -2473,6 +2486,30 @@ impl Write for HashingSink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Pieces in which a disk without write-zeroes offload is zeroed, so that a
+/// long zeroing shows progress (and each BLKZEROOUT stays short).
+const ZERO_PIECE: u64 = 256 << 20;
+
+/// Zero `[0, len)` of `dev`: at once where that is cheap, else piece by
+/// piece, calling `progress` with the bytes zeroed so far.
+fn zero_showing_progress(
+    dev: &mut dyn Device,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    if dev.zeroing_is_cheap() {
+        return dev.zero_range(0, len);
+    }
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(ZERO_PIECE);
+        dev.zero_range(at, n)?;
+        at += n;
+        progress(at);
+    }
+    Ok(())
 }
 
 /// A volume seen as one [`Device`]: reads and writes go through the LDM
