@@ -63,3 +63,11 @@ rplan_info() {
     dirty=$(git -C "$BENCH_ROOT" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
     echo "rplan: $RPLAN (built $(date -u -r "$RPLAN" +%Y-%m-%dT%H:%MZ); tree at $head, $dirty modified tracked files)"
 }
+
+# random_file PATH BYTES : BYTES of incompressible data (an AES-CTR stream:
+# much faster than /dev/urandom), the same bytes on every run.
+random_file() {
+    openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:rplan-bench </dev/zero 2>/dev/null |
+        head -c "$2" >"$1" || true
+    [[ $(stat -c %s "$1") == "$2" ]] || { echo "could not make $1" >&2; exit 2; }
+}

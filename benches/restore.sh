@@ -22,7 +22,7 @@
 # Ratios are time ratios rplan / baseline (< 1: rplan faster), as the issue
 # states its targets. Peak RSS of every rplan run from /usr/bin/time.
 #
-# Env: SIZE_MIB (1024), REPS (5), BENCH_DIR (parent of the work dir; /tmp),
+# Env: SIZE_MIB (1024), REPS (7), BENCH_DIR (parent of the work dir; /tmp),
 # KEEP=1 keeps the work dir, RPLAN (default target/release/rplan).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -53,9 +53,7 @@ rplan_info
 echo "size: $SIZE_MIB MiB; reps: $REPS (medians); work dir: $W"
 
 echo "generating artifacts ..." >&2
-openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:rplan-bench </dev/zero 2>/dev/null |
-    head -c "$BYTES" >"$W/rand.raw" || true
-[[ $(stat -c %s "$W/rand.raw") == "$BYTES" ]] || { echo "could not make rand.raw" >&2; exit 2; }
+random_file "$W/rand.raw" "$BYTES"
 python3 - "$W/rand.raw" "$W/half.raw" <<'EOF'
 import sys
 B = 4 << 20

@@ -20,7 +20,7 @@
 # with the bytes the kernel counted as written to the device
 # (/sys/block/loopN/stat) and the dry-run's estimate of each plan.
 #
-# Env: SIZE_MIB (1024), REPS (3), BENCH_DIR (/tmp), RPLAN, RPLAN_BEFORE.
+# Env: SIZE_MIB (1024), REPS (4), BENCH_DIR (/tmp), RPLAN, RPLAN_BEFORE.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_rplan
@@ -60,8 +60,7 @@ for k in offload slow; do
     echo "$k: ${DEV[$k]}, write_zeroes_max_bytes $(cat /sys/block/$(basename "${DEV[$k]}")/queue/write_zeroes_max_bytes)"
 done
 
-openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:rplan-bench </dev/zero 2>/dev/null |
-    head -c "$BYTES" >"$W/rand.raw" || true
+random_file "$W/rand.raw" "$BYTES"
 plan() { # NAME CONTENT ARTIFACTS
     cat >"$W/$1.yaml" <<EOF
 version: 1

@@ -45,13 +45,43 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
 /// `rplan apply` under strace; returns the run and the bytes it read from
 /// `target` with pread64 (strace -y names each descriptor's file).
 fn traced_apply(plan: &Path, target: &Path, journal: &Path, dir: &Path) -> (Run, u64) {
+    let (run, lines) = strace_apply(
+        plan,
+        target,
+        journal,
+        dir,
+        "trace=pread64",
+        &["--format", "json"],
+    );
+    let name = std::fs::canonicalize(target).unwrap();
+    let needle = format!("<{}>", name.display());
+    let bytes = lines
+        .iter()
+        .filter(|l| l.contains("pread64(") && l.contains(&needle))
+        .map(|l| returned(l))
+        .sum();
+    (run, bytes)
+}
+
+/// `rplan apply --yes` of `plan` onto `target` under `strace -f -y -e
+/// TRACE`: the run, and the syscalls in the order strace saw them across
+/// all threads (`-y`: each descriptor's file named).
+fn strace_apply(
+    plan: &Path,
+    target: &Path,
+    journal: &Path,
+    dir: &Path,
+    trace: &str,
+    extra: &[&str],
+) -> (Run, Vec<String>) {
     let log = dir.join("strace.log");
     let out = Command::new("strace")
-        .args(["-f", "-y", "-e", "trace=pread64", "-e", "signal=none", "-o"])
+        .args(["-f", "-y", "-e", trace, "-e", "signal=none", "-o"])
         .arg(&log)
         .arg(bin())
-        .args(["apply", "--yes", "--format", "json", "--journal"])
+        .args(["apply", "--yes", "--journal"])
         .arg(journal)
+        .args(extra)
         .arg("--target")
         .arg(format!("d0={}", target.display()))
         .arg(plan)
@@ -62,22 +92,21 @@ fn traced_apply(plan: &Path, target: &Path, journal: &Path, dir: &Path) -> (Run,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    let name = std::fs::canonicalize(target).unwrap();
-    let needle = format!("<{}>", name.display());
-    let bytes = std::fs::read_to_string(&log)
+    let lines = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
-        .filter(|l| l.contains("pread64(") && l.contains(&needle))
-        .filter_map(|l| {
-            l.rsplit("= ")
-                .next()?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    (run, bytes)
+        .map(str::to_string)
+        .collect();
+    (run, lines)
+}
+
+/// What a traced syscall returned, when it is a byte count.
+fn returned(line: &str) -> u64 {
+    line.rsplit("= ")
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn outcomes(run: &Run) -> Vec<(String, String)> {
@@ -148,43 +177,6 @@ fn a_journal_entry_for_another_disk_causes_no_reads_on_this_one() {
     assert_eq!(outcome_of(&run.code(0), "/restore"), "unchanged");
 }
 
-/// The syscalls of an `rplan apply` of `plan` onto `target`, in the order
-/// strace saw them across all threads (`-y`: each descriptor's file named).
-fn syscalls(plan: &Path, target: &Path, dir: &Path, trace: &str) -> (Run, Vec<String>) {
-    let log = dir.join("strace-all.log");
-    let out = Command::new("strace")
-        .args(["-f", "-y", "-e", trace, "-e", "signal=none", "-o"])
-        .arg(&log)
-        .arg(bin())
-        .args(["apply", "--yes", "--journal"])
-        .arg(dir.join("j"))
-        .arg("--target")
-        .arg(format!("d0={}", target.display()))
-        .arg(plan)
-        .output()
-        .expect("strace (apt-get install strace)");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    let lines = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    (run, lines)
-}
-
-/// What a traced syscall returned, when it is a byte count.
-fn returned(line: &str) -> u64 {
-    line.rsplit("= ")
-        .next()
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_backup_is_hashed_while_the_targets_are_inspected() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +193,14 @@ fn the_backup_is_hashed_while_the_targets_are_inspected() {
         "      - { id: sys, start: 1MiB, size: 128MiB, type: ntfs, bootable: true, content: { image: img } }\n",
     );
     let target = image(d, "t.img", 192 * MIB);
-    let (run, lines) = syscalls(&p, &target, d, "trace=openat,read,pwrite64");
+    let (run, lines) = strace_apply(
+        &p,
+        &target,
+        &d.join("j"),
+        d,
+        "trace=openat,read,pwrite64",
+        &[],
+    );
     run.code(0);
     let art = format!(
         "<{}>",

@@ -126,6 +126,22 @@ stages: [ {{ id: asr, kind: asr }} ]\n"
     p
 }
 
+/// `rplan apply --yes --force PLAN --target d0=DEV` with a journal in `dir`.
+fn apply(plan: &Path, dev: &str, dir: &Path, extra: &[&str]) -> Run {
+    Rplan::new()
+        .args([
+            "apply",
+            plan.to_str().unwrap(),
+            "--yes",
+            "--force",
+            "--journal",
+        ])
+        .arg(dir.join("j").to_str().unwrap())
+        .args(extra)
+        .args(["--target", &format!("d0={dev}")])
+        .run()
+}
+
 #[test]
 fn an_image_is_written_once_onto_a_disk_that_cannot_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,19 +160,7 @@ fn an_image_is_written_once_onto_a_disk_that_cannot_zero() {
     );
     let (disk, _holder) = slow_disk(d, 64 * MIB);
     let before = disk.bytes_written();
-    Rplan::new()
-        .args([
-            "apply",
-            p.to_str().unwrap(),
-            "--yes",
-            "--force",
-            "--journal",
-            d.join("j").to_str().unwrap(),
-            "--target",
-            &format!("d0={}", disk.dev),
-        ])
-        .run()
-        .code(0);
+    apply(&p, &disk.dev, d, &[]).code(0);
     let written = disk.bytes_written() - before;
     // The image, the table and a little metadata; zeroing the range first
     // would have written the image's size twice.
@@ -266,21 +270,7 @@ fn zeroing_a_disk_that_cannot_zero_shows_progress_and_makes_the_filesystem() {
     );
     let (disk, _holder) = slow_disk(d, PART + 64 * MIB);
     let before = disk.bytes_written();
-    let run = Rplan::new()
-        .args([
-            "apply",
-            p.to_str().unwrap(),
-            "--yes",
-            "--force",
-            "--format",
-            "json",
-            "--journal",
-            d.join("j").to_str().unwrap(),
-            "--target",
-            &format!("d0={}", disk.dev),
-        ])
-        .run()
-        .code(0);
+    let run = apply(&p, &disk.dev, d, &["--format", "json"]).code(0);
     // The kernel wrote the partition's zeros: that is what the format's
     // fingerprint stands for.
     let written = disk.bytes_written() - before;
