@@ -175,11 +175,14 @@ fn load(
     if flags.no_artifacts || defer {
         refuse_unless_empty(preflight::artifact_files(&plan))?;
     }
-    if defer && hash {
+    if !hash {
+        return Ok((plan, None));
+    }
+    if defer {
         let verifying = preflight::verify_later(&plan, true);
         return Ok((plan, Some(verifying)));
     }
-    refuse_unless_empty(executor::check_artifacts(&plan, hash))?;
+    refuse_unless_empty(executor::check_artifacts(&plan))?;
     Ok((plan, None))
 }
 

@@ -170,6 +170,18 @@ pub enum ArtifactFormat {
     File,
 }
 
+impl ArtifactFormat {
+    /// The plan's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactFormat::Raw => "raw",
+            ArtifactFormat::RawZstd => "raw-zstd",
+            ArtifactFormat::PartcloneZstd => "partclone-zstd",
+            ArtifactFormat::File => "file",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {

@@ -66,7 +66,7 @@ pub fn sparse_sha256(
             let piece = &mut buf[..n as usize];
             read_at(piece, at)?;
             for (i, block) in piece.chunks(BLOCK as usize).enumerate() {
-                if !is_zero(block) {
+                if !crate::restore::is_zero(block) {
                     h.update((at + i as u64 * BLOCK).to_le_bytes());
                     h.update(block);
                 }
@@ -149,11 +149,6 @@ fn lseek(file: &File, pos: u64, whence: libc::c_int) -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(at as u64)
-}
-
-/// Whether `block` is all zeros (the fold vectorises).
-pub fn is_zero(block: &[u8]) -> bool {
-    block.iter().fold(0u8, |acc, &b| acc | b) == 0
 }
 
 #[cfg(test)]

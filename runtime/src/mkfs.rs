@@ -582,7 +582,7 @@ fn write_blocks<W: Write + Seek + ?Sized>(
     let mut skipped = 0u64;
     for (k, block) in data.chunks(BLOCK).enumerate() {
         let at = k * BLOCK;
-        if block.iter().all(|&b| b == 0) {
+        if crate::restore::is_zero(block) {
             skipped += block.len() as u64;
             if let Some(start) = run_start.take() {
                 write(dst, start, at)?;

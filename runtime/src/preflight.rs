@@ -43,12 +43,12 @@ impl Verifying {
 /// compiled, and a file that differs makes it stale (`RP0706`), as
 /// [`crate::executor::check_artifacts`] reports it.
 pub fn verify_later(plan: &CompiledPlan, compiled: bool) -> Verifying {
-    let plan = plan.clone();
+    let artifacts = plan.artifacts.clone();
     Verifying(std::thread::spawn(move || {
         if compiled {
-            crate::executor::check_artifacts(&plan, true)
+            crate::executor::stale_artifacts(&artifacts)
         } else {
-            artifacts::verify(&plan.artifacts)
+            artifacts::verify(&artifacts)
         }
     }))
 }
@@ -132,11 +132,7 @@ pub fn artifact_files(plan: &CompiledPlan) -> Vec<Diagnostic> {
                     format!(
                         "artifact `{}` has `format: {}`, but {} is not a zstd file",
                         a.id,
-                        if a.format == ArtifactFormat::RawZstd {
-                            "raw-zstd"
-                        } else {
-                            "partclone-zstd"
-                        },
+                        a.format.name(),
                         a.path
                     ),
                 ))

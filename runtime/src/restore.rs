@@ -381,8 +381,9 @@ fn write_loop(
 }
 
 /// Whether `block` is all zeros. OR-folds page by page: the fold
-/// vectorises, and data blocks usually fail on their first page.
-fn is_zero(block: &[u8]) -> bool {
+/// vectorises, and data blocks usually fail on their first page. Shared by
+/// every zero-skipping pass (restore, mkfs output, fingerprints).
+pub(crate) fn is_zero(block: &[u8]) -> bool {
     block
         .chunks(4096)
         .all(|page| page.iter().fold(0u8, |acc, &b| acc | b) == 0)
@@ -461,6 +462,15 @@ impl<R: Read> Read for ZstdReader<R> {
 
 /// SHA-256 and length of everything `r` yields.
 pub fn sha256_file_stream(r: &mut dyn Read) -> io::Result<([u8; 32], u64)> {
+    sha256_stream(r, &mut |_| {})
+}
+
+/// [`sha256_file_stream`], telling `progress` the bytes hashed so far after
+/// each read.
+pub fn sha256_stream(
+    r: &mut dyn Read,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<([u8; 32], u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -470,6 +480,7 @@ pub fn sha256_file_stream(r: &mut dyn Read) -> io::Result<([u8; 32], u64)> {
             Ok(n) => {
                 hasher.update(&buf[..n]);
                 total += n as u64;
+                progress(total);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

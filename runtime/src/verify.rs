@@ -336,7 +336,7 @@ pub fn verify_volumes(
                 field: "dynamic volume".into(),
                 plan: Some(format!(
                     "{} over {}",
-                    layout_name(v.layout),
+                    v.layout.name(),
                     v.members
                         .iter()
                         .map(|m| format!("{}/{}", m.disk, m.partition))
@@ -357,7 +357,7 @@ pub fn verify_volumes(
         };
         let want_layout = match v.layout {
             rplan_compiler::model::Layout::Simple => "spanned",
-            l => layout_name(l),
+            l => l.name(),
         };
         if layout != want_layout {
             out.push(Drift::changed(&item, "layout", want_layout, layout));
@@ -496,17 +496,6 @@ fn open_volume(
     let layout = crate::ldm::volume_layout(v.layout, v.stripe_size);
     crate::capture::volumes::VolumeDevice::from_members(devices, layout, &local)
         .ok_or_else(|| "its members do not make a volume on these disks".to_string())
-}
-
-fn layout_name(l: rplan_compiler::model::Layout) -> &'static str {
-    use rplan_compiler::model::Layout;
-    match l {
-        Layout::Simple => "simple",
-        Layout::Spanned => "spanned",
-        Layout::Striped => "striped",
-        Layout::Mirrored => "mirrored",
-        Layout::Raid5 => "raid5",
-    }
 }
 
 /// The image's bytes on the target against the artifact's sha256.

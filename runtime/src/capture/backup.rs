@@ -16,6 +16,7 @@
 //! read. MBR disks also get their LBA 0 as a small `boot_code` artifact.
 
 use super::{CapturedDisk, CapturedPartition};
+use crate::restore::hex;
 use crate::target::{Device, RegionReader};
 use rplan_compiler::model::ArtifactFormat;
 use sha2::{Digest, Sha256};
@@ -63,7 +64,7 @@ impl BackupSet {
         for a in &self.artifacts {
             let _ = writeln!(y, "    - id: {}", a.id);
             let _ = writeln!(y, "      path: {}", super::quote(&a.path));
-            let _ = writeln!(y, "      format: {}", format_name(a.format));
+            let _ = writeln!(y, "      format: {}", a.format.name());
             let _ = writeln!(
                 y,
                 "      size: {}   # {} stored",
@@ -72,15 +73,6 @@ impl BackupSet {
             );
             let _ = writeln!(y, "      sha256: {}", a.sha256);
         }
-    }
-}
-
-pub fn format_name(f: ArtifactFormat) -> &'static str {
-    match f {
-        ArtifactFormat::Raw => "raw",
-        ArtifactFormat::RawZstd => "raw-zstd",
-        ArtifactFormat::PartcloneZstd => "partclone-zstd",
-        ArtifactFormat::File => "file",
     }
 }
 
@@ -186,10 +178,6 @@ pub fn finish(enc: Encoder) -> io::Result<u64> {
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(file.metadata()?.len())
-}
-
-pub fn hex(b: &[u8]) -> String {
-    rplan_compiler::analyze::artifacts::hex(b)
 }
 
 /// `to` relative to the directory `from` (both made absolute first), for

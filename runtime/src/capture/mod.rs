@@ -487,14 +487,7 @@ fn disk_yaml(y: &mut String, d: &CapturedDisk, critical: bool) {
 }
 
 fn partition_yaml(y: &mut String, p: &CapturedPartition, ss: u32) {
-    let what = match &p.fs {
-        Some(f) => format!(
-            "{}, {}",
-            describe_fs(f),
-            inspect::approx_size(p.size, f.used)
-        ),
-        None => format!("{}, no filesystem found", approx_bytes(p.size)),
-    };
+    let what = what_is_on(p.size, p.fs.as_ref());
     let _ = writeln!(
         y,
         "      - id: {}   # partition {}: {}",
@@ -521,14 +514,7 @@ fn partition_yaml(y: &mut String, p: &CapturedPartition, ss: u32) {
 }
 
 fn volume_yaml(y: &mut String, v: &volumes::CapturedVolume) {
-    let what = match &v.fs {
-        Some(f) => format!(
-            "{}, {}",
-            describe_fs(f),
-            inspect::approx_size(v.size, f.used)
-        ),
-        None => format!("{}, no filesystem found", approx_bytes(v.size)),
-    };
+    let what = what_is_on(v.size, v.fs.as_ref());
     let _ = writeln!(
         y,
         "  - id: {}   # {}: {}",
@@ -574,6 +560,15 @@ fn content_yaml(y: &mut String, indent: &str, image: Option<&str>, fs: Option<&F
             }
         },
         (None, None) => {}
+    }
+}
+
+/// A partition's or volume's comment: its filesystem and how full, or
+/// its size and that none was found.
+fn what_is_on(size: u64, fs: Option<&FoundFs>) -> String {
+    match fs {
+        Some(f) => format!("{}, {}", describe_fs(f), inspect::approx_size(size, f.used)),
+        None => format!("{}, no filesystem found", approx_bytes(size)),
     }
 }
 

@@ -11,12 +11,12 @@
 //! [`rplan_compiler::partclone::Expand`] into the sha256 and size of the
 //! partition's bytes as a restore writes them back.
 
-use super::backup::{encoder, finish, hex, Encoder, Progress, Written};
+use super::backup::{encoder, finish, Encoder, Progress, Written};
 use super::CapturedPartition;
+use crate::restore::hex;
 use crate::target::{Device, RegionReader};
 use rplan_compiler::model::ArtifactFormat;
 use rplan_compiler::partclone::{Expand, Header, HEADER_LEN};
-use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -113,21 +113,9 @@ pub fn capture(
             enc,
             |feed, done| {
                 let mut expand = Expand::new(feed.reader())?;
-                let mut hasher = Sha256::new();
-                let mut buf = vec![0u8; 1 << 20];
-                let mut total = 0u64;
-                loop {
-                    let n = match expand.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    };
-                    hasher.update(&buf[..n]);
-                    total += n as u64;
-                    done.store(total, Ordering::Relaxed);
-                }
-                Ok((hasher.finalize().into(), total))
+                crate::restore::sha256_stream(&mut expand, &mut |total| {
+                    done.store(total, Ordering::Relaxed)
+                })
             },
             &mut |done| progress(id, done, p.size),
         )

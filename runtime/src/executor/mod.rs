@@ -44,6 +44,7 @@ mod worker;
 
 pub use prepare::check_artifacts;
 use prepare::prepare;
+pub(crate) use prepare::stale_artifacts;
 use step::with_place;
 pub use verify::hash_range;
 use volume::VolumeDevice;

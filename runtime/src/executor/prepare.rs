@@ -4,52 +4,28 @@
 //! for staleness.
 
 use super::*;
+use rplan_compiler::compiled::CArtifact;
 
 /// Check the compiled plan's artifacts still hash to what it says: a
 /// compiled plan whose backup changed is stale, like an old Terraform plan.
-pub fn check_artifacts(plan: &CompiledPlan, hash: bool) -> Vec<Diagnostic> {
-    if hash {
-        // Hashed several at once; a file that no longer is what was
-        // compiled is a stale plan, whatever way it differs.
-        return rplan_compiler::analyze::artifacts::verify(&plan.artifacts)
-            .into_iter()
-            .map(|d| match d.code {
-                codes::ARTIFACT_SHA256 | codes::ARTIFACT_SIZE => {
-                    Diagnostic::error(codes::STALE_COMPILED, "", d.message)
-                        .help("the artifact changed since the plan was compiled: compile the plan again against the current backup")
-                }
-                _ => d,
-            })
-            .collect();
-    }
-    let mut out = Vec::new();
-    for a in &plan.artifacts {
-        // Without the pre-read: it must exist, and a raw one must have its
-        // size; the sha256 is checked while restoring.
-        let measured = std::fs::metadata(&a.path).map(|m| {
-            matches!(a.format, ArtifactFormat::Raw | ArtifactFormat::File).then_some(m.len())
-        });
-        match measured {
-            Err(e) => out.push(Diagnostic::error(
-                codes::STALE_COMPILED,
-                "",
-                format!("artifact `{}` ({}): {e}", a.id, a.path),
-            )),
-            Ok(len) => {
-                if matches!((a.size, len), (Some(want), Some(got)) if want != got) {
-                    out.push(
-                        Diagnostic::error(
-                            codes::STALE_COMPILED,
-                            "",
-                            format!("artifact `{}` changed since the plan was compiled", a.id),
-                        )
-                        .help("compile the plan again against the current backup"),
-                    );
-                }
+/// (Without hashing, `preflight::artifact_files` is the whole check.)
+pub fn check_artifacts(plan: &CompiledPlan) -> Vec<Diagnostic> {
+    stale_artifacts(&plan.artifacts)
+}
+
+/// The compiled artifacts hashed (several at once): a file that no longer
+/// is what was compiled makes the plan stale, whatever way it differs.
+pub(crate) fn stale_artifacts(artifacts: &[CArtifact]) -> Vec<Diagnostic> {
+    rplan_compiler::analyze::artifacts::verify(artifacts)
+        .into_iter()
+        .map(|d| match d.code {
+            codes::ARTIFACT_SHA256 | codes::ARTIFACT_SIZE => {
+                Diagnostic::error(codes::STALE_COMPILED, "", d.message)
+                    .help("the artifact changed since the plan was compiled: compile the plan again against the current backup")
             }
-        }
-    }
-    out
+            _ => d,
+        })
+        .collect()
 }
 
 /// Everything before the first step: targets opened and checked (read-only
