@@ -13,10 +13,9 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-/// A loop device that the test tears down however it ends.
+/// A loop device that the test detaches however it ends.
 struct Loop {
     dev: String,
-    mount: Option<PathBuf>,
 }
 
 impl Loop {
@@ -29,7 +28,6 @@ impl Loop {
         );
         Loop {
             dev: dev.trim().to_string(),
-            mount: None,
         }
     }
 
@@ -54,28 +52,35 @@ impl Drop for Loop {
         let _ = std::process::Command::new("losetup")
             .args(["-d", &self.dev])
             .status();
-        if let Some(m) = &self.mount {
-            // A loop device just detached may still hold its file for a
-            // moment: retry, then detach lazily.
-            for _ in 0..20 {
-                let done = std::process::Command::new("umount").arg(m).status();
-                if done.is_ok_and(|s| s.success()) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(m)
-                .status();
-        }
     }
 }
 
-/// A `len`-byte disk without write-zeroes offload. The ext2 filesystem it
-/// lives on is mounted through a loop device of its own (`mount -o loop`),
-/// kept in `holder` so both are torn down in order.
-fn slow_disk(dir: &Path, len: u64) -> (Loop, Loop) {
+/// A filesystem the test mounted, unmounted however it ends.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // A loop device just detached from a file in it may still hold the
+        // file for a moment: retry, then unmount lazily.
+        for _ in 0..20 {
+            let done = std::process::Command::new("umount").arg(&self.0).status();
+            if done.is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A `len`-byte disk without write-zeroes offload, and the ext2
+/// filesystem it lives on (mounted through a loop device of its own,
+/// `mount -o loop`). The disk is detached before the filesystem is
+/// unmounted: the tuple drops in that order.
+fn slow_disk(dir: &Path, len: u64) -> (Loop, Mount) {
     let fs = dir.join("ext2.img");
     tool(
         "truncate",
@@ -88,10 +93,7 @@ fn slow_disk(dir: &Path, len: u64) -> (Loop, Loop) {
         "mount",
         &["-o", "loop", fs.to_str().unwrap(), mnt.to_str().unwrap()],
     );
-    let holder = Loop {
-        dev: String::new(),
-        mount: Some(mnt.clone()),
-    };
+    let holder = Mount(mnt.clone());
     let file = mnt.join("disk.img");
     tool(
         "truncate",
